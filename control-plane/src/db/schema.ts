@@ -1,0 +1,253 @@
+/**
+ * D1 schema: the system of record. Times are integer milliseconds since the epoch; JSON columns
+ * hold values already validated by the shared zod schemas. Every user-facing query filters by
+ * account_id first, and the indexes below start with it.
+ */
+import { sql } from 'drizzle-orm';
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+
+const now = sql`(cast(unixepoch('subsecond') * 1000 as integer))`;
+
+export const accounts = sqliteTable('accounts', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  createdAt: integer('created_at').notNull().default(now),
+});
+
+export const apiKeys = sqliteTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id').notNull().references(() => accounts.id),
+    name: text('name').notNull(),
+    /** First characters of the key, for lists; the key itself is never stored. */
+    prefix: text('prefix').notNull(),
+    keyHash: text('key_hash').notNull(),
+    createdAt: integer('created_at').notNull().default(now),
+    revokedAt: integer('revoked_at'),
+    lastUsedAt: integer('last_used_at'),
+  },
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_account').on(t.accountId)],
+);
+
+export const pools = sqliteTable('pools', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  createdAt: integer('created_at').notNull().default(now),
+});
+
+export const registrationTokens = sqliteTable(
+  'registration_tokens',
+  {
+    id: text('id').primaryKey(),
+    poolId: text('pool_id').notNull().references(() => pools.id),
+    tokenHash: text('token_hash').notNull(),
+    maxUses: integer('max_uses'),
+    uses: integer('uses').notNull().default(0),
+    expiresAt: integer('expires_at'),
+    revokedAt: integer('revoked_at'),
+    createdAt: integer('created_at').notNull().default(now),
+  },
+  (t) => [uniqueIndex('registration_tokens_hash').on(t.tokenHash)],
+);
+
+export const runners = sqliteTable(
+  'runners',
+  {
+    id: text('id').primaryKey(),
+    poolId: text('pool_id').notNull().references(() => pools.id),
+    name: text('name').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    slots: integer('slots').notNull(),
+    labels: text('labels', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    version: text('version').notNull(),
+    activeJobs: integer('active_jobs').notNull().default(0),
+    draining: integer('draining', { mode: 'boolean' }).notNull().default(false),
+    /** Set by an operator or the autoscaler: the runner is told to drain at its next heartbeat. */
+    drainRequested: integer('drain_requested', { mode: 'boolean' }).notNull().default(false),
+    serverId: text('server_id'),
+    registeredAt: integer('registered_at').notNull().default(now),
+    lastSeenAt: integer('last_seen_at').notNull().default(now),
+  },
+  (t) => [uniqueIndex('runners_token').on(t.tokenHash), index('runners_pool_seen').on(t.poolId, t.lastSeenAt)],
+);
+
+export const batches = sqliteTable(
+  'batches',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id').notNull().references(() => accounts.id),
+    name: text('name'),
+    total: integer('total').notNull().default(0),
+    parallel: integer('parallel'),
+    failFast: integer('fail_fast', { mode: 'boolean' }).notNull().default(false),
+    metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    createdAt: integer('created_at').notNull().default(now),
+  },
+  (t) => [index('batches_account_created').on(t.accountId, t.createdAt)],
+);
+
+export const executions = sqliteTable(
+  'executions',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id').notNull().references(() => accounts.id),
+    batchId: text('batch_id'),
+    pool: text('pool').notNull(),
+    status: text('status', { enum: ['created', 'queued', 'running', 'succeeded', 'failed', 'canceled'] }).notNull(),
+    failureKind: text('failure_kind'),
+    exitCode: integer('exit_code'),
+    message: text('message'),
+    attempt: integer('attempt').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull(),
+    runtime: text('runtime').notNull(),
+    scriptName: text('script_name').notNull(),
+    scriptSha256: text('script_sha256').notNull(),
+    scriptSize: integer('script_size').notNull(),
+    scriptKey: text('script_key').notNull(),
+    envKey: text('env_key').notNull(),
+    requirements: text('requirements'),
+    inputs: text('inputs', { mode: 'json' }).notNull(),
+    args: text('args', { mode: 'json' }).$type<string[]>().notNull(),
+    env: text('env', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    limits: text('limits', { mode: 'json' }).notNull(),
+    metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    runnerId: text('runner_id'),
+    envHit: integer('env_hit', { mode: 'boolean' }),
+    buildSeconds: real('build_seconds'),
+    durationMs: integer('duration_ms'),
+    createdAt: integer('created_at').notNull(),
+    submittedAt: integer('submitted_at'),
+    startedAt: integer('started_at'),
+    finishedAt: integer('finished_at'),
+  },
+  (t) => [
+    index('executions_account_created').on(t.accountId, t.createdAt, t.id),
+    index('executions_account_status').on(t.accountId, t.status, t.createdAt),
+    index('executions_account_batch').on(t.accountId, t.batchId, t.createdAt),
+  ],
+);
+
+/** One row per metadata pair, so that `list --metadata k=v` is an indexed lookup. */
+export const executionMetadata = sqliteTable(
+  'execution_metadata',
+  {
+    executionId: text('execution_id').notNull().references(() => executions.id),
+    accountId: text('account_id').notNull(),
+    key: text('key').notNull(),
+    value: text('value').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.executionId, t.key] }), index('execution_metadata_lookup').on(t.accountId, t.key, t.value)],
+);
+
+/** Content-addressed blobs an account has stored (verified present in the object store). */
+export const blobs = sqliteTable(
+  'blobs',
+  {
+    accountId: text('account_id').notNull().references(() => accounts.id),
+    sha256: text('sha256').notNull(),
+    size: integer('size').notNull(),
+    encoding: text('encoding', { enum: ['identity', 'gzip'] }).notNull().default('identity'),
+    objectKey: text('object_key').notNull(),
+    createdAt: integer('created_at').notNull().default(now),
+    lastUsedAt: integer('last_used_at').notNull().default(now),
+    deletedAt: integer('deleted_at'),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.sha256] })],
+);
+
+export const artifacts = sqliteTable(
+  'artifacts',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id').notNull(),
+    executionId: text('execution_id').notNull().references(() => executions.id),
+    attempt: integer('attempt').notNull(),
+    kind: text('kind', { enum: ['input', 'output', 'log'] }).notNull(),
+    path: text('path').notNull(),
+    size: integer('size').notNull(),
+    sha256: text('sha256').notNull(),
+    contentType: text('content_type').notNull(),
+    encoding: text('encoding', { enum: ['identity', 'gzip'] }).notNull(),
+    objectKey: text('object_key').notNull(),
+    createdAt: integer('created_at').notNull().default(now),
+    expiresAt: integer('expires_at').notNull(),
+    deletedAt: integer('deleted_at'),
+  },
+  (t) => [
+    index('artifacts_execution').on(t.executionId, t.kind, t.path),
+    index('artifacts_expiry').on(t.expiresAt),
+    index('artifacts_blob').on(t.accountId, t.sha256),
+  ],
+);
+
+export const logChunks = sqliteTable(
+  'log_chunks',
+  {
+    executionId: text('execution_id').notNull(),
+    attempt: integer('attempt').notNull(),
+    seq: integer('seq').notNull(),
+    stream: text('stream', { enum: ['stdout', 'stderr', 'system'] }).notNull(),
+    data: text('data').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.executionId, t.attempt, t.seq] })],
+);
+
+/** Cache bookkeeping per account: script, environment and input keys, with hit counts. */
+export const cacheRecords = sqliteTable(
+  'cache_records',
+  {
+    accountId: text('account_id').notNull(),
+    kind: text('kind', { enum: ['script', 'env', 'input'] }).notNull(),
+    key: text('key').notNull(),
+    detail: text('detail', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    hits: integer('hits').notNull().default(0),
+    misses: integer('misses').notNull().default(0),
+    createdAt: integer('created_at').notNull().default(now),
+    lastUsedAt: integer('last_used_at').notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.kind, t.key] })],
+);
+
+/** Which runner holds which environment image (dispatcher affinity). */
+export const runnerImages = sqliteTable(
+  'runner_images',
+  {
+    runnerId: text('runner_id').notNull(),
+    envKey: text('env_key').notNull(),
+    builtAt: integer('built_at').notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.envKey, t.runnerId] })],
+);
+
+export const webhooks = sqliteTable(
+  'webhooks',
+  {
+    id: text('id').primaryKey(),
+    accountId: text('account_id').notNull().references(() => accounts.id),
+    name: text('name').notNull(),
+    secret: text('secret').notNull(),
+    template: text('template', { mode: 'json' }).notNull(),
+    allowedHosts: text('allowed_hosts', { mode: 'json' }).$type<string[]>().notNull(),
+    createdAt: integer('created_at').notNull().default(now),
+    deletedAt: integer('deleted_at'),
+  },
+  (t) => [index('webhooks_account').on(t.accountId)],
+);
+
+export const servers = sqliteTable(
+  'servers',
+  {
+    id: text('id').primaryKey(),
+    poolId: text('pool_id').notNull().references(() => pools.id),
+    providerId: text('provider_id'),
+    name: text('name').notNull(),
+    status: text('status').notNull(),
+    runnerId: text('runner_id'),
+    registrationTokenId: text('registration_token_id'),
+    createdAt: integer('created_at').notNull().default(now),
+    deletedAt: integer('deleted_at'),
+  },
+  (t) => [index('servers_pool').on(t.poolId, t.status)],
+);

@@ -1,0 +1,61 @@
+/**
+ * The Worker's bindings and its one config schema (STYLE.md #7): every setting is read here,
+ * coerced and defaulted, never parsed ad hoc in a handler.
+ */
+import { z } from 'zod';
+import { DEFAULTS } from '../../shared/limits.js';
+import type { Dispatcher } from './dispatch/dispatcher.js';
+
+export interface Bindings {
+  DB: D1Database;
+  DISPATCHER: DurableObjectNamespace<Dispatcher>;
+  /** Secret: authorizes /admin/v1 (accounts, API keys, pools). */
+  ADMIN_SECRET?: string;
+  /** Object store (S3 API: MinIO, R2, AWS). Path-style URLs: `${S3_ENDPOINT}/${S3_BUCKET}/${key}`. */
+  S3_ENDPOINT: string;
+  S3_BUCKET: string;
+  S3_REGION?: string;
+  S3_ACCESS_KEY_ID?: string;
+  S3_SECRET_ACCESS_KEY?: string;
+  LEASE_SECONDS?: string;
+  MAX_ATTEMPTS?: string;
+  PRESIGN_SECONDS?: string;
+  ARTIFACT_RETENTION_DAYS?: string;
+}
+
+const ConfigSchema = z.object({
+  adminSecret: z.string().min(16, 'ADMIN_SECRET must be at least 16 characters').optional(),
+  s3: z.object({
+    endpoint: z.string().url('S3_ENDPOINT must be a URL like https://minio.example.com'),
+    bucket: z.string().min(1),
+    region: z.string().min(1).default('us-east-1'),
+    accessKeyId: z.string().min(1, 'S3_ACCESS_KEY_ID secret is not set'),
+    secretAccessKey: z.string().min(1, 'S3_SECRET_ACCESS_KEY secret is not set'),
+  }),
+  /** Lease length; a runner that misses heartbeats this long loses the job to a requeue. */
+  leaseSeconds: z.coerce.number().int().min(1).max(3600).default(DEFAULTS.leaseSeconds),
+  /** Attempts per execution before it fails as runner_lost. */
+  maxAttempts: z.coerce.number().int().min(1).max(20).default(DEFAULTS.maxAttempts),
+  /** Lifetime of presigned URLs. */
+  presignSeconds: z.coerce.number().int().min(10).max(7 * 86400).default(DEFAULTS.presignSeconds),
+  /** Artifacts (outputs, logs) expire this many days after they are recorded. */
+  artifactRetentionDays: z.coerce.number().min(0.0001).max(3650).default(DEFAULTS.artifactRetentionDays),
+});
+export type Config = z.infer<typeof ConfigSchema>;
+
+export function loadConfig(env: Bindings): Config {
+  return ConfigSchema.parse({
+    adminSecret: env.ADMIN_SECRET || undefined,
+    s3: {
+      endpoint: env.S3_ENDPOINT,
+      bucket: env.S3_BUCKET,
+      region: env.S3_REGION || undefined,
+      accessKeyId: env.S3_ACCESS_KEY_ID ?? '',
+      secretAccessKey: env.S3_SECRET_ACCESS_KEY ?? '',
+    },
+    leaseSeconds: env.LEASE_SECONDS || undefined,
+    maxAttempts: env.MAX_ATTEMPTS || undefined,
+    presignSeconds: env.PRESIGN_SECONDS || undefined,
+    artifactRetentionDays: env.ARTIFACT_RETENTION_DAYS || undefined,
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Content-addressed blobs per account. A blob row exists only once the object store has
+ * confirmed the object (HEAD with the declared size), so "which blobs does the account lack" is
+ * one indexed query and is exactly the input cache.
+ */
+import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { schema, type Db } from '../db/client.js';
+import { blobKey, type ObjectStore } from '../storage/s3.js';
+import { ApiError } from '../errors.js';
+
+/** D1 caps bound parameters per statement; IN lists are chunked below it. */
+const IN_CHUNK = 90;
+
+export function chunk<T>(xs: T[], size = IN_CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
+
+export async function knownBlobs(db: Db, accountId: string, shas: string[]): Promise<Set<string>> {
+  const unique = [...new Set(shas)];
+  const found = new Set<string>();
+  for (const part of chunk(unique)) {
+    const rows = await db
+      .select({ sha256: schema.blobs.sha256 })
+      .from(schema.blobs)
+      .where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part), isNull(schema.blobs.deletedAt)))
+      .all();
+    for (const r of rows) found.add(r.sha256);
+  }
+  return found;
+}
+
+export interface DeclaredBlob {
+  sha256: string;
+  size: number;
+  /** Name used in error messages (input path, output path). */
+  label: string;
+}
+
+/**
+ * Makes sure every declared blob is stored: known rows pass; the rest are checked in the object
+ * store and recorded. Throws a 409 naming the first blob that was never uploaded.
+ */
+export async function confirmBlobs(db: Db, store: ObjectStore, accountId: string, declared: DeclaredBlob[]): Promise<void> {
+  const known = await knownBlobs(db, accountId, declared.map((d) => d.sha256));
+  const pending = new Map<string, DeclaredBlob>();
+  for (const d of declared) if (!known.has(d.sha256)) pending.set(d.sha256, d);
+  const confirmed: (typeof schema.blobs.$inferInsert)[] = [];
+  await Promise.all(
+    [...pending.values()].map(async (d) => {
+      const key = blobKey(accountId, d.sha256);
+      const head = await store.head(key);
+      if (!head) {
+        throw new ApiError('conflict', `${d.label} was not uploaded (sha256 ${d.sha256.slice(0, 12)}…)`, 'Upload it with the presigned URL from the create response, then submit again.');
+      }
+      if (head.size !== d.size) {
+        throw new ApiError('conflict', `${d.label} was uploaded with ${head.size} bytes, but ${d.size} were declared`, 'Upload the file again with the presigned URL.');
+      }
+      confirmed.push({ accountId, sha256: d.sha256, size: d.size, objectKey: key });
+    }),
+  );
+  for (const part of chunk(confirmed, 10)) {
+    await db.insert(schema.blobs).values(part).onConflictDoUpdate({
+      target: [schema.blobs.accountId, schema.blobs.sha256],
+      set: { deletedAt: null, lastUsedAt: Date.now() },
+    });
+  }
+}

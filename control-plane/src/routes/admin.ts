@@ -1,0 +1,85 @@
+/** Admin API: bootstrap accounts, API keys, pools and runner registration tokens. */
+import { Hono } from 'hono';
+import { eq } from 'drizzle-orm';
+import { newId, newSecret, visiblePrefix } from '../../../shared/ids.js';
+import { sha256Hex } from '../../../shared/hashing.js';
+import {
+  CreateAccountRequest,
+  CreateApiKeyRequest,
+  CreatePoolRequest,
+  CreateRegistrationTokenRequest,
+  type CreateAccountResponse,
+  type CreateApiKeyResponse,
+  type CreatePoolResponse,
+  type CreateRegistrationTokenResponse,
+} from '../../../shared/api/admin.js';
+import { schema } from '../db/client.js';
+import { ApiError, notFound } from '../errors.js';
+import { readJson } from '../validate.js';
+import type { AppEnv } from '../context.js';
+
+export const adminRoutes = new Hono<AppEnv>();
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+adminRoutes.post('/accounts', async (c) => {
+  const body = await readJson(c, CreateAccountRequest);
+  const row = { id: newId('account'), name: body.name, createdAt: c.get('now')() };
+  await c.get('db').insert(schema.accounts).values(row);
+  const res: CreateAccountResponse = { account: { ...row, createdAt: iso(row.createdAt) } };
+  return c.json(res, 201);
+});
+
+adminRoutes.post('/accounts/:id/api-keys', async (c) => {
+  const body = await readJson(c, CreateApiKeyRequest);
+  const accountId = c.req.param('id');
+  const db = c.get('db');
+  const account = await db.select().from(schema.accounts).where(eq(schema.accounts.id, accountId)).get();
+  if (!account) throw notFound('Account', accountId);
+  const key = newSecret('apiKey');
+  const row = { id: newId('apiKey'), accountId, name: body.name, prefix: visiblePrefix(key), keyHash: await sha256Hex(key), createdAt: c.get('now')() };
+  await db.insert(schema.apiKeys).values(row);
+  const res: CreateApiKeyResponse = {
+    apiKey: { id: row.id, name: row.name, prefix: row.prefix, createdAt: iso(row.createdAt), revokedAt: null },
+    key,
+  };
+  return c.json(res, 201);
+});
+
+adminRoutes.post('/api-keys/:id/revoke', async (c) => {
+  const id = c.req.param('id');
+  const db = c.get('db');
+  const now = c.get('now')();
+  const row = await db.update(schema.apiKeys).set({ revokedAt: now }).where(eq(schema.apiKeys.id, id)).returning().get();
+  if (!row) throw notFound('API key', id);
+  return c.json({ apiKey: { id: row.id, name: row.name, prefix: row.prefix, createdAt: iso(row.createdAt), revokedAt: iso(now) } });
+});
+
+adminRoutes.post('/pools', async (c) => {
+  const body = await readJson(c, CreatePoolRequest);
+  const db = c.get('db');
+  const existing = await db.select().from(schema.pools).where(eq(schema.pools.name, body.name)).get();
+  if (existing) {
+    const res: CreatePoolResponse = { pool: { ...existing, createdAt: iso(existing.createdAt) } };
+    return c.json(res, 200);
+  }
+  const row = { id: newId('pool'), name: body.name, createdAt: c.get('now')() };
+  await db.insert(schema.pools).values(row);
+  const res: CreatePoolResponse = { pool: { ...row, createdAt: iso(row.createdAt) } };
+  return c.json(res, 201);
+});
+
+adminRoutes.post('/pools/:name/registration-tokens', async (c) => {
+  const body = await readJson(c, CreateRegistrationTokenRequest);
+  const name = c.req.param('name');
+  const db = c.get('db');
+  const pool = await db.select().from(schema.pools).where(eq(schema.pools.name, name)).get();
+  if (!pool) throw new ApiError('not_found', `pool ${name} not found`, 'Create it first with POST /admin/v1/pools.');
+  const token = newSecret('registrationToken');
+  const now = c.get('now')();
+  const expiresAt = body.expiresInSeconds ? now + body.expiresInSeconds * 1000 : null;
+  const id = newId('registrationToken');
+  await db.insert(schema.registrationTokens).values({ id, poolId: pool.id, tokenHash: await sha256Hex(token), maxUses: body.maxUses ?? null, expiresAt, createdAt: now });
+  const res: CreateRegistrationTokenResponse = { id, pool: pool.name, token, expiresAt: expiresAt === null ? null : iso(expiresAt) };
+  return c.json(res, 201);
+});

@@ -1,0 +1,54 @@
+/** Schema fragments shared by the client API and the runner protocol. */
+import { z } from 'zod';
+import { LIMITS, RUNTIME_NAMES } from '../limits.js';
+import { SHA256_HEX } from '../hashing.js';
+
+export const Sha256 = z.string().regex(SHA256_HEX, 'expected a lowercase hex sha256 (64 characters)');
+export const Timestamp = z.string().describe('ISO 8601 time in UTC');
+export const Runtime = z.enum(RUNTIME_NAMES);
+
+/**
+ * A path relative to the job's /work directory. Forward slashes; no empty, "." or ".." segments;
+ * no leading slash, backslash, NUL or control characters. The runner checks again on disk.
+ */
+export const RelativePath = z
+  .string()
+  .min(1)
+  .max(LIMITS.maxPathBytes)
+  .refine((p) => !p.startsWith('/') && !/[\\\u0000-\u001f]/.test(p), 'must be a relative path without backslashes or control characters')
+  .refine((p) => p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'), 'must not contain empty, "." or ".." segments');
+
+export const ContentEncoding = z.enum(['identity', 'gzip']);
+export type ContentEncoding = z.infer<typeof ContentEncoding>;
+
+/** A file by content: what the client declares and what the server records. */
+export const FileRef = z.strictObject({
+  path: RelativePath,
+  sha256: Sha256,
+  size: z.number().int().min(0).max(LIMITS.maxFileBytes),
+  contentType: z.string().max(200).optional(),
+});
+export type FileRef = z.infer<typeof FileRef>;
+
+export const StringMap = (maxPairs: number, maxValue: number) =>
+  z
+    .record(z.string().min(1).max(128).regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'keys are letters, digits, _ . - and start with a letter or _'), z.string().max(maxValue))
+    .refine((m) => Object.keys(m).length <= maxPairs, `at most ${maxPairs} entries`);
+
+/** A presigned request the client performs itself; the control plane never proxies bytes. */
+export const PresignedRequest = z.object({
+  method: z.enum(['PUT', 'GET']),
+  url: z.string().url(),
+  headers: z.record(z.string(), z.string()),
+  expiresAt: Timestamp,
+});
+export type PresignedRequest = z.infer<typeof PresignedRequest>;
+
+export const BlobUpload = PresignedRequest.extend({ sha256: Sha256 });
+export type BlobUpload = z.infer<typeof BlobUpload>;
+
+export const Pagination = z.object({
+  limit: z.coerce.number().int().min(1).max(LIMITS.maxPageSize).optional(),
+  cursor: z.string().max(200).optional(),
+});
+export type Runtime = z.infer<typeof Runtime>;

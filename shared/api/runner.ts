@@ -1,0 +1,126 @@
+/**
+ * Runner protocol (/runner/v1). Every call about a job carries (executionId, attempt): a call for
+ * an attempt that is no longer current answers 409 `stale_attempt` with the execution's current
+ * state, and the runner stops working on it.
+ */
+import { z } from 'zod';
+import { LIMITS } from '../limits.js';
+import { ExecutionState, FailureKind } from '../lifecycle.js';
+import { ExecutionId, RunnerId } from '../ids.js';
+import { ContentEncoding, FileRef, PresignedRequest, Runtime, Sha256, StringMap, Timestamp } from './common.js';
+import { InputFile, Limits, LogStream, ScriptRef } from './executions.js';
+
+export const RegisterRunnerRequest = z.strictObject({
+  registrationToken: z.string().min(10).max(200),
+  name: z.string().min(1).max(128),
+  slots: z.number().int().min(1).max(256),
+  labels: StringMap(32, 256).default({}),
+  version: z.string().max(64).default('unknown'),
+});
+export type RegisterRunnerRequest = z.input<typeof RegisterRunnerRequest>;
+
+export const RegisterRunnerResponse = z.object({
+  runnerId: RunnerId,
+  runnerToken: z.string(),
+  pool: z.string(),
+  leaseSeconds: z.number().int(),
+  heartbeatSeconds: z.number().int(),
+});
+export type RegisterRunnerResponse = z.infer<typeof RegisterRunnerResponse>;
+
+export const RunnerHeartbeatRequest = z.strictObject({
+  activeJobs: z.number().int().min(0).max(1024),
+  draining: z.boolean().default(false),
+  /** Env keys whose images this runner holds (dispatcher affinity). */
+  envKeys: z.array(Sha256).max(1000).optional(),
+});
+export type RunnerHeartbeatRequest = z.input<typeof RunnerHeartbeatRequest>;
+export const RunnerHeartbeatResponse = z.object({ ok: z.literal(true), drain: z.boolean() });
+export type RunnerHeartbeatResponse = z.infer<typeof RunnerHeartbeatResponse>;
+
+export const ClaimRequest = z.strictObject({
+  /** How many jobs the runner can start now (free slots). */
+  maxJobs: z.number().int().min(1).max(LIMITS.maxClaimJobs).default(1),
+  /** Long-poll: wait up to this long for work; 0 answers at once. */
+  waitSeconds: z.number().min(0).max(LIMITS.maxClaimWaitSeconds).default(LIMITS.maxClaimWaitSeconds),
+  envKeys: z.array(Sha256).max(1000).optional(),
+});
+export type ClaimRequest = z.input<typeof ClaimRequest>;
+
+export const JobInput = InputFile.extend({ encoding: ContentEncoding, download: PresignedRequest });
+export type JobInput = z.infer<typeof JobInput>;
+
+export const Job = z.object({
+  executionId: ExecutionId,
+  attempt: z.number().int().min(1),
+  leaseExpiresAt: Timestamp,
+  runtime: Runtime,
+  script: ScriptRef.extend({ download: PresignedRequest }),
+  scriptKey: Sha256,
+  envKey: Sha256,
+  requirements: z.string().nullable(),
+  inputs: z.array(JobInput),
+  args: z.array(z.string()),
+  env: z.record(z.string(), z.string()),
+  limits: Limits,
+});
+export type Job = z.infer<typeof Job>;
+
+export const ClaimResponse = z.object({ jobs: z.array(Job) });
+export type ClaimResponse = z.infer<typeof ClaimResponse>;
+
+export const AttemptRef = z.strictObject({ attempt: z.number().int().min(1) });
+
+export const JobHeartbeatRequest = AttemptRef;
+export type JobHeartbeatRequest = z.infer<typeof JobHeartbeatRequest>;
+export const JobHeartbeatResponse = z.object({ leaseExpiresAt: Timestamp, cancel: z.boolean() });
+export type JobHeartbeatResponse = z.infer<typeof JobHeartbeatResponse>;
+
+export const LogChunk = z.strictObject({
+  /** Per attempt, 0-based, shared by all streams; a repeated seq is ignored (retries are safe). */
+  seq: z.number().int().min(0),
+  stream: LogStream,
+  data: z.string().max(LIMITS.maxLogChunkBytes),
+});
+export type LogChunk = z.infer<typeof LogChunk>;
+export const AppendLogsRequest = AttemptRef.extend({ chunks: z.array(LogChunk).min(1).max(LIMITS.maxLogChunksPerRequest) });
+export type AppendLogsRequest = z.infer<typeof AppendLogsRequest>;
+export const AppendLogsResponse = z.object({ accepted: z.number().int(), duplicates: z.number().int(), truncated: z.boolean() });
+export type AppendLogsResponse = z.infer<typeof AppendLogsResponse>;
+
+export const OutputFile = FileRef.extend({ encoding: ContentEncoding.default('identity') });
+export type OutputFile = z.input<typeof OutputFile>;
+
+export const PresignOutputsRequest = AttemptRef.extend({ files: z.array(OutputFile).min(1).max(1000) });
+export type PresignOutputsRequest = z.input<typeof PresignOutputsRequest>;
+export const PresignOutputsResponse = z.object({
+  /** Uploads only for blobs not stored yet; an output whose bytes already exist needs none. */
+  uploads: z.array(PresignedRequest.extend({ sha256: Sha256 })),
+});
+export type PresignOutputsResponse = z.infer<typeof PresignOutputsResponse>;
+
+export const CompleteRequest = AttemptRef.extend({
+  outcome: z.enum(['succeeded', 'failed']),
+  failureKind: FailureKind.optional(),
+  exitCode: z.number().int().nullable().default(null),
+  message: z.string().max(4000).optional(),
+  outputs: z.array(OutputFile).max(LIMITS.maxOutputsPerExecution).default([]),
+  /** Full stdout/stderr, uploaded as blobs like outputs. */
+  logs: z.array(OutputFile).max(3).default([]),
+  cache: z.strictObject({ envHit: z.boolean().nullable(), buildSeconds: z.number().min(0).nullable() }).optional(),
+  durationMs: z.number().int().min(0).optional(),
+}).refine((r) => (r.outcome === 'failed') === (r.failureKind !== undefined), {
+  message: 'failureKind is required when outcome is failed, and only then',
+  path: ['failureKind'],
+});
+export type CompleteRequest = z.input<typeof CompleteRequest>;
+export const CompleteResponse = z.object({ status: ExecutionState, duplicate: z.boolean() });
+export type CompleteResponse = z.infer<typeof CompleteResponse>;
+
+/** Body of a 409 stale_attempt error's `details`. */
+export const StaleAttemptDetails = z.object({
+  executionId: ExecutionId,
+  currentAttempt: z.number().int(),
+  status: ExecutionState,
+});
+export type StaleAttemptDetails = z.infer<typeof StaleAttemptDetails>;
