@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { call, newRunner, newTenant } from './helpers.js';
+
+function expectEnvelope(r: { status: number; json: any; text: string }, status = 400) {
+  expect(r.status, r.text).toBe(status);
+  expect(r.json.error.code).toBeTypeOf('string');
+  expect(r.json.error.message).toBeTypeOf('string');
+}
+
+describe('bad input gets 400 with the error envelope, never a 500', () => {
+  it('malformed JSON, wrong types, unknown fields and bad ids', async () => {
+    const t = await newTenant();
+    const runner = await newRunner(t);
+    const cases: [string, string, { raw?: string; body?: unknown }, string][] = [
+      ['POST', '/api/v1/executions', { raw: '{"script": ' }, t.key],
+      ['POST', '/api/v1/executions', { raw: '[1,2,3]' }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: 'main.py' } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'xyz', size: 1 } } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: -1 } } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: '../a.py', sha256: 'a'.repeat(64), size: 1 } } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, inputs: [{ path: '../etc/passwd', sha256: 'a'.repeat(64), size: 1 }] } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, inputs: [{ path: '/abs', sha256: 'a'.repeat(64), size: 1 }] } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, inputs: [{ path: 'a\u0000b', sha256: 'a'.repeat(64), size: 1 }] } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, limits: { timeoutSeconds: 'soon' } } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, runtime: 'cobol' } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, surprise: true } }, t.key],
+      ['POST', '/api/v1/executions', { body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, env: { 'BAD KEY': 'x' } } }, t.key],
+      ['GET', '/api/v1/executions/not-an-id', {}, t.key],
+      ['GET', '/api/v1/executions?status=sleeping', {}, t.key],
+      ['GET', '/api/v1/executions?limit=100000', {}, t.key],
+      ['POST', '/runner/v1/claim', { body: { maxJobs: 'many' } }, runner.runnerToken],
+      ['POST', '/runner/v1/claim', { body: { waitSeconds: 9999 } }, runner.runnerToken],
+      ['POST', '/runner/v1/register', { body: { name: 'x' } }, ''],
+      ['POST', '/runner/v1/executions/exec_aaaaaaaaaaaaaaaaaaaaaaaa/complete', { body: { attempt: 1, outcome: 'failed' } }, runner.runnerToken],
+      ['POST', '/runner/v1/executions/exec_aaaaaaaaaaaaaaaaaaaaaaaa/logs', { body: { attempt: 1, chunks: [{ seq: -1, stream: 'stdout', data: 'x' }] } }, runner.runnerToken],
+    ];
+    for (const [method, path, opts, token] of cases) {
+      const r = await call(method, path, { ...opts, token: token || undefined });
+      expectEnvelope(r);
+      expect(r.json.error.code, `${method} ${path} ${JSON.stringify(opts)}`).toBe('bad_request');
+    }
+  });
+
+  it('names the offending field', async () => {
+    const t = await newTenant();
+    const r = await call('POST', '/api/v1/executions', { token: t.key, body: { script: { name: 'a.py', sha256: 'a'.repeat(64), size: 1 }, limits: { memoryMb: 1 } } });
+    expectEnvelope(r);
+    expect(r.json.error.message).toContain('limits.memoryMb');
+    expect(r.json.error.details[0].path).toBe('limits.memoryMb');
+  });
+
+  it('oversized bodies get 413', async () => {
+    const t = await newTenant();
+    const r = await call('POST', '/api/v1/executions', { token: t.key, raw: JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }) });
+    expectEnvelope(r, 413);
+    expect(r.json.error.code).toBe('payload_too_large');
+  });
+
+  it('unknown routes get a 404 envelope', async () => {
+    const r = await call('GET', '/api/v2/nothing');
+    expectEnvelope(r, 404);
+  });
+});
+
+describe('health and OpenAPI', () => {
+  it('serves /health and an OpenAPI document generated from the zod schemas', async () => {
+    expect((await call('GET', '/health')).json.ok).toBe(true);
+    const doc = (await call('GET', '/openapi.json')).json;
+    expect(doc.openapi).toBe('3.1.0');
+    const create = doc.paths['/api/v1/executions'].post;
+    expect(create.requestBody.content['application/json'].schema.properties.script.required).toContain('sha256');
+    expect(doc.paths['/runner/v1/claim'].post.responses['200']).toBeTruthy();
+  });
+
+  it('documents only routes that exist', async () => {
+    const doc = (await call('GET', '/openapi.json')).json;
+    for (const [path, methods] of Object.entries<Record<string, unknown>>(doc.paths)) {
+      for (const method of Object.keys(methods)) {
+        const concrete = path.replace('{id}', 'exec_aaaaaaaaaaaaaaaaaaaaaaaa').replace('{name}', 'default');
+        const r = await call(method.toUpperCase(), concrete, { body: method === 'post' ? {} : undefined });
+        expect(r.json?.error?.message ?? '', `${method} ${path}`).not.toMatch(/^no route/);
+      }
+    }
+  });
+});
