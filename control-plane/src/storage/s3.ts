@@ -5,7 +5,14 @@
  */
 import { AwsClient } from 'aws4fetch';
 import type { PresignedRequest } from '../../../shared/api/common.js';
-import type { Config } from '../env.js';
+
+export interface S3Config {
+  endpoint: string;
+  bucket: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
 
 export interface PresignOptions {
   expiresSeconds: number;
@@ -28,7 +35,7 @@ function amzDate(at: Date): string {
 export class ObjectStore {
   private readonly client: AwsClient;
 
-  constructor(private readonly cfg: Config['s3']) {
+  constructor(private readonly cfg: S3Config) {
     this.client = new AwsClient({
       accessKeyId: cfg.accessKeyId,
       secretAccessKey: cfg.secretAccessKey,

@@ -1,0 +1,305 @@
+/**
+ * One attempt of one job, start to finish (STYLE.md #5: start first, finish last, always
+ * finish). `run()` never throws: every path ends in a completion report (or, when the attempt was
+ * taken away, in silence), and the job directory is removed in `finally`.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import type Docker from 'dockerode';
+import type { Job } from '../../shared/api/runner.js';
+import type { FailureKind } from '../../shared/lifecycle.js';
+import { LIMITS, RUNTIMES } from '../../shared/limits.js';
+import { envImageTag, envKey } from '../../shared/hashing.js';
+import { normalizeRequirements } from '../../shared/requirements.js';
+import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
+import { withRetry } from './retry.js';
+import { LogShipper } from './logs.js';
+import { contentTypeFor, downloadVerified, scanTree, uploadFile, type FileEntry } from './files.js';
+import { EnvBuildError, ensureEnvImage } from './docker/build.js';
+import { ImageMissingError, type ContainerRuntime } from './docker/runtime.js';
+import type { RunnerConfig } from './config.js';
+
+export interface JobDeps {
+  api: RunnerApi;
+  runtime: ContainerRuntime;
+  docker: Docker;
+  config: RunnerConfig;
+  runnerId: string;
+  heartbeatMs: number;
+  leaseMs: number;
+  /** Env keys of images this runner holds (reported for dispatcher affinity). */
+  heldEnvKeys: Set<string>;
+  log: (line: string) => void;
+}
+
+interface Outcome {
+  outcome: 'succeeded' | 'failed';
+  failureKind?: FailureKind;
+  exitCode: number | null;
+  message?: string;
+  outputs: (FileEntry & { localPath: string })[];
+  cache: { envHit: boolean | null; buildSeconds: number | null };
+  durationMs?: number;
+}
+
+class JobFailure extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Why the container was stopped from outside. */
+type StopReason = 'canceled' | 'stale' | 'lease_lost' | 'shutdown';
+
+export class JobRun {
+  private readonly stopper = new AbortController();
+  private stopReason: StopReason | undefined;
+  private readonly dir: string;
+
+  constructor(
+    readonly job: Job,
+    private readonly deps: JobDeps,
+  ) {
+    this.dir = join(deps.config.workDir, 'jobs', `${job.executionId}-${job.attempt}`);
+  }
+
+  /** Hard stop for runner shutdown: kill the container and give the lease back. */
+  shutdown(): void {
+    this.stop('shutdown');
+  }
+
+  private stop(reason: StopReason): void {
+    if (this.stopReason) return;
+    this.stopReason = reason;
+    this.stopper.abort(new Error(reason));
+  }
+
+  async run(): Promise<void> {
+    const { job, deps } = this;
+    const logDir = join(this.dir, 'logs');
+    const heartbeat = this.startHeartbeat();
+    let logs: LogShipper | undefined;
+    try {
+      await mkdir(logDir, { recursive: true });
+      logs = new LogShipper(deps.api, job.executionId, job.attempt, logDir, deps.config.maxStreamedLogBytes);
+      let result: Outcome;
+      try {
+        result = await this.execute(logs);
+      } catch (err) {
+        const failure = err instanceof JobFailure ? err : new JobFailure('internal', `runner error: ${(err as Error).message}`);
+        result = { outcome: 'failed', failureKind: failure.kind, exitCode: null, message: failure.message, outputs: [], cache: { envHit: null, buildSeconds: null } };
+      }
+      if (this.stopReason === 'canceled') {
+        result = { ...result, outcome: 'failed', failureKind: 'canceled', message: 'canceled by user', outputs: [] };
+      }
+      if (result.message && result.outcome === 'failed') logs.system(`[rgrid] ${result.message}`);
+      clearInterval(heartbeat);
+      const logFiles = await logs.close();
+      logs = undefined;
+      await this.finish(result, logFiles.map((f) => ({ path: f.name, localPath: f.localPath, size: f.size })));
+    } catch (err) {
+      deps.log(`job ${job.executionId} attempt ${job.attempt}: could not be finished: ${(err as Error).message}`);
+    } finally {
+      clearInterval(heartbeat);
+      await logs?.close().catch(() => undefined);
+      await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private startHeartbeat(): NodeJS.Timeout {
+    let lastOk = Date.now();
+    return setInterval(async () => {
+      if (this.stopReason) return;
+      try {
+        const hb = await this.deps.api.jobHeartbeat(this.job.executionId, this.job.attempt);
+        lastOk = Date.now();
+        if (hb.cancel) this.stop('canceled');
+      } catch (err) {
+        if (isAttemptOver(err)) this.stop('stale');
+        // Cut off from the control plane for longer than a lease: the job has been (or will be)
+        // requeued elsewhere, so this copy must stop and never report.
+        else if (Date.now() - lastOk > this.deps.leaseMs) this.stop('lease_lost');
+      }
+    }, this.deps.heartbeatMs).unref();
+  }
+
+  private async execute(logs: LogShipper): Promise<Outcome> {
+    const { job, deps } = this;
+    const signal = this.stopper.signal;
+    const work = join(this.dir, 'work');
+    const scriptDir = join(this.dir, 'script');
+    await mkdir(work, { recursive: true });
+    await mkdir(scriptDir, { recursive: true });
+
+    // 1. Inputs and script, verified.
+    const scriptPath = join(scriptDir, job.script.name);
+    try {
+      await downloadVerified({ download: job.script.download, sha256: job.script.sha256, size: job.script.size, encoding: 'identity', dest: scriptPath, label: `script ${job.script.name}` }, signal);
+      for (const input of job.inputs) {
+        const dest = resolve(work, input.path);
+        if (!dest.startsWith(work + sep)) throw new Error(`input path ${input.path} leaves /work`);
+        await downloadVerified({ ...input, dest, label: `input ${input.path}` }, signal);
+      }
+    } catch (err) {
+      if (signal.aborted) throw new JobFailure('canceled', 'stopped while downloading inputs');
+      throw new JobFailure('input_error', (err as Error).message);
+    }
+
+    // 2. Environment.
+    const { image, cache } = await this.environment(logs);
+
+    // 3. Run.
+    const args = [...job.args];
+    for (const input of job.inputs) if (input.arg !== undefined && input.arg < args.length) args[input.arg] = `/work/${input.path}`;
+    const scriptInContainer = `/opt/rgrid/${job.script.name}`;
+    const memoryMb = Math.min(job.limits.memoryMb, deps.config.maxMemoryMb);
+    const res = await deps.runtime.runJob({
+      image,
+      cmd: [...RUNTIMES[job.runtime].command, scriptInContainer, ...args],
+      workDir: work,
+      scriptHostPath: scriptPath,
+      scriptContainerPath: scriptInContainer,
+      env: job.env,
+      memoryBytes: memoryMb * 1024 * 1024,
+      nanoCpus: Math.round(job.limits.cpus * 1e9),
+      pidsLimit: deps.config.pidsLimit,
+      timeoutMs: job.limits.timeoutSeconds * 1000,
+      labels: { 'rgrid.execution': job.executionId, 'rgrid.attempt': String(job.attempt) },
+      onStdout: (b) => logs.write('stdout', b),
+      onStderr: (b) => logs.write('stderr', b),
+      signal,
+    });
+
+    let base: Omit<Outcome, 'outputs' | 'cache'>;
+    if (res.canceled) base = { outcome: 'failed', failureKind: 'canceled', exitCode: res.exitCode, message: 'stopped' };
+    else if (res.timedOut) base = { outcome: 'failed', failureKind: 'timeout', exitCode: res.exitCode, message: `timed out after ${job.limits.timeoutSeconds}s` };
+    else if (res.oomKilled) base = { outcome: 'failed', failureKind: 'oom', exitCode: res.exitCode, message: `ran out of memory (limit ${memoryMb} MB)` };
+    else if (res.exitCode === 0) base = { outcome: 'succeeded', exitCode: 0 };
+    else base = { outcome: 'failed', failureKind: 'script_error', exitCode: res.exitCode, message: `script exited with code ${res.exitCode}` };
+
+    // 4. Outputs: every regular file that is new or changed (unchanged inputs are not outputs).
+    const scan = await scanTree(work);
+    for (const s of scan.skipped) logs.system(`[rgrid] not collected: ${s.path}: ${s.reason}`);
+    const inputs = new Map(job.inputs.map((i) => [i.path, i.sha256]));
+    const outputs = scan.files.filter((f) => inputs.get(f.path) !== f.sha256).map((f) => ({ ...f, localPath: join(work, f.path) }));
+    if (outputs.length > LIMITS.maxOutputsPerExecution) {
+      return { outcome: 'failed', failureKind: 'script_error', exitCode: res.exitCode, message: `script wrote more than ${LIMITS.maxOutputsPerExecution} output files`, outputs: [], cache, durationMs: res.durationMs };
+    }
+    return { ...base, outputs, cache, durationMs: res.durationMs };
+  }
+
+  private async environment(logs: LogShipper): Promise<{ image: string; cache: Outcome['cache'] }> {
+    const { job, deps } = this;
+    const baseImage = deps.config.images[job.runtime];
+    if (!baseImage) throw new JobFailure('build_failed', `runtime ${job.runtime} has no base image configured on this runner`);
+    const requirements = normalizeRequirements(job.requirements ?? '');
+    if (!requirements) {
+      if (await deps.runtime.imageExists(baseImage)) return { image: baseImage, cache: { envHit: true, buildSeconds: 0 } };
+      if (!deps.config.pullImages) throw new JobFailure('build_failed', `base image ${baseImage} for ${job.runtime} is not available on this runner (image pulls are disabled)`);
+    }
+    const tag = envImageTag(await envKey(job.runtime, baseImage, job.requirements ?? ''));
+    try {
+      const built = await ensureEnvImage({
+        baseImage,
+        requirementsText: job.requirements ?? '',
+        tag,
+        pipIndexUrl: deps.config.pipIndexUrl,
+        extraIndexUrls: deps.config.extraIndexUrls,
+        onLog: (line) => logs.system(`[build] ${line}`),
+        signal: this.stopper.signal,
+        pullBaseImage: deps.config.pullImages,
+        labels: { 'rgrid.env-key': job.envKey },
+        docker: deps.docker,
+      });
+      deps.heldEnvKeys.add(job.envKey);
+      logs.system(built.cacheHit ? `[rgrid] using cached environment ${tag}` : `[rgrid] built environment ${tag} in ${built.buildSeconds.toFixed(1)}s`);
+      return { image: tag, cache: { envHit: built.cacheHit, buildSeconds: built.buildSeconds } };
+    } catch (err) {
+      if (this.stopper.signal.aborted) throw new JobFailure('canceled', 'stopped while building the environment');
+      if (err instanceof EnvBuildError || err instanceof ImageMissingError) throw new JobFailure('build_failed', err.message);
+      throw err;
+    }
+  }
+
+  /** Uploads outputs and logs, then reports. Skipped when the attempt is no longer ours. */
+  private async finish(result: Outcome, logFiles: { path: string; localPath: string; size: number }[]): Promise<void> {
+    const { job, deps } = this;
+    if (this.stopReason === 'stale' || this.stopReason === 'lease_lost') {
+      deps.log(`job ${job.executionId} attempt ${job.attempt}: attempt taken away (${this.stopReason}); not reporting`);
+      return;
+    }
+    if (this.stopReason === 'shutdown') {
+      await deps.api.release(job.executionId, job.attempt).catch(() => undefined);
+      return;
+    }
+    const outputs = await this.uploadAll(result.outputs, 'output');
+    const logs = await this.uploadAll(logFiles.map((f) => ({ ...f, sha256: '' })), 'log');
+    let report = result;
+    if (!outputs.ok || !logs.ok) {
+      report = { ...result, outcome: 'failed', failureKind: 'internal', message: `uploading outputs failed: ${outputs.ok ? (logs as { error: string }).error : outputs.error}`, outputs: [] };
+    }
+    const files = (r: typeof outputs) => (r.ok ? r.files : []);
+    try {
+      await withRetry(
+        () =>
+          deps.api.complete(job.executionId, {
+            attempt: job.attempt,
+            outcome: report.outcome,
+            failureKind: report.failureKind,
+            exitCode: report.exitCode,
+            message: report.message,
+            outputs: report.outcome === 'failed' && report.failureKind === 'internal' ? [] : files(outputs),
+            logs: files(logs),
+            cache: report.cache,
+            durationMs: report.durationMs,
+          }),
+        { budgetMs: 5 * 60_000, onRetry: (err, ms) => deps.log(`completing ${job.executionId}: ${(err as Error).message}; retrying in ${ms} ms`) },
+      );
+    } catch (err) {
+      if (err instanceof ApiCallError && isAttemptOver(err)) {
+        deps.log(`job ${job.executionId} attempt ${job.attempt}: completion refused (${err.message})`);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async uploadAll(
+    files: { path: string; localPath: string; size: number; sha256: string }[],
+    kind: 'output' | 'log',
+  ): Promise<{ ok: true; files: { path: string; sha256: string; size: number; contentType: string }[] } | { ok: false; error: string }> {
+    if (!files.length) return { ok: true, files: [] };
+    const { job, deps } = this;
+    try {
+      const { sha256File } = await import('./files.js');
+      const refs = await Promise.all(files.map(async (f) => ({ path: f.path, size: f.size, sha256: f.sha256 || (await sha256File(f.localPath)), contentType: contentTypeFor(f.path), localPath: f.localPath })));
+      for (let i = 0; i < refs.length; i += 1000) {
+        const part = refs.slice(i, i + 1000);
+        const { uploads } = await withRetry(
+          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map(({ localPath: _l, ...r }) => r) }),
+          { budgetMs: 60_000 },
+        );
+        const bySha = new Map(part.map((r) => [r.sha256, r]));
+        await parallel(uploads, 4, async (u) => {
+          const f = bySha.get(u.sha256)!;
+          await withRetry(() => uploadFile(f.localPath, f.size, u), { budgetMs: 60_000 });
+        });
+      }
+      return { ok: true, files: refs.map(({ localPath: _l, ...r }) => r) };
+    } catch (err) {
+      if (isAttemptOver(err)) throw err;
+      return { ok: false, error: `${kind}s: ${(err as Error).message}` };
+    }
+  }
+}
+
+async function parallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}
