@@ -95,7 +95,7 @@ describe('ensureEnvImage', () => {
   it('names a base image that is missing and cannot be pulled', async () => {
     // A registry on 127.0.0.1:1 refuses at once: the pull attempt stays on this machine.
     const base = '127.0.0.1:1/rgrid-missing-base:none';
-    const err = await ensureEnvImage({ baseImage: base, requirementsText: '', tag: tag('nobase'), pipIndexUrl: PIP_INDEX_URL }).catch(
+    const err = await ensureEnvImage({ baseImage: base, requirementsText: '', tag: tag('nobase'), pipIndexUrl: PIP_INDEX_URL, pullBaseImage: true }).catch(
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(ImageMissingError);
