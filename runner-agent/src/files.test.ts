@@ -1,0 +1,95 @@
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { contentTypeFor, downloadVerified, scanTree, TransferError } from './files.js';
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+let dir: string;
+let server: Server;
+let base: string;
+const bodies = new Map<string, Buffer>();
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'rgrid-files-'));
+  server = createServer((req, res) => {
+    const body = bodies.get(req.url ?? '');
+    if (!body) return res.writeHead(404).end('missing');
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(async () => {
+  server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const req = (path: string) => ({ method: 'GET' as const, url: base + path, headers: {}, expiresAt: new Date().toISOString() });
+
+describe('downloadVerified', () => {
+  it('writes the file only when its sha256 matches', async () => {
+    bodies.set('/ok', Buffer.from('hello'));
+    const dest = join(dir, 'sub', 'ok.txt');
+    await downloadVerified({ download: req('/ok'), sha256: sha('hello'), size: 5, encoding: 'identity', dest, label: 'ok' });
+    expect(await readFile(dest, 'utf8')).toBe('hello');
+
+    const bad = join(dir, 'bad.txt');
+    await expect(downloadVerified({ download: req('/ok'), sha256: sha('other'), size: 5, encoding: 'identity', dest: bad, label: 'bad' })).rejects.toThrow(/checksum/);
+    expect((await readdir(dir)).filter((f) => f.startsWith('bad'))).toEqual([]);
+  });
+
+  it('decompresses gzip transparently and stops at the declared size (no gzip bombs)', async () => {
+    const text = 'a,b\n'.repeat(1000);
+    bodies.set('/gz', gzipSync(text));
+    const dest = join(dir, 'data.csv');
+    await downloadVerified({ download: req('/gz'), sha256: sha(text), size: text.length, encoding: 'gzip', dest, label: 'gz' });
+    expect(await readFile(dest, 'utf8')).toBe(text);
+
+    bodies.set('/bomb', gzipSync(Buffer.alloc(50 * 1024 * 1024)));
+    await expect(downloadVerified({ download: req('/bomb'), sha256: sha('x'), size: 1024, encoding: 'gzip', dest: join(dir, 'bomb'), label: 'bomb' })).rejects.toBeInstanceOf(TransferError);
+  });
+
+  it('reports an HTTP error with its status', async () => {
+    await expect(downloadVerified({ download: req('/nope'), sha256: sha(''), size: 0, encoding: 'identity', dest: join(dir, 'nope'), label: 'input nope' })).rejects.toThrow(/input nope answered 404/);
+  });
+});
+
+describe('scanTree', () => {
+  it('lists regular files with hashes, keeps subdirectories, and never follows symlinks', async () => {
+    const root = join(dir, 'work');
+    await mkdir(join(root, 'a', 'b'), { recursive: true });
+    await writeFile(join(root, 'top.txt'), 'top');
+    await writeFile(join(root, 'a', 'b', 'deep.bin'), Buffer.from([0, 1, 2, 255]));
+    await writeFile(join(root, 'empty'), '');
+    await symlink('/etc/passwd', join(root, 'leak'));
+    await symlink('/etc', join(root, 'leakdir'));
+    const { files, skipped } = await scanTree(root);
+    expect(files.map((f) => f.path)).toEqual(expect.arrayContaining(['a/b/deep.bin', 'empty', 'top.txt']));
+    expect(files.find((f) => f.path === 'top.txt')).toMatchObject({ size: 3, sha256: sha('top') });
+    expect(files.some((f) => f.path.startsWith('leak'))).toBe(false);
+    expect(skipped.map((s) => s.path)).toEqual(expect.arrayContaining(['leak', 'leakdir']));
+  });
+
+  it('reports a file name that is not valid UTF-8 instead of mangling it', async () => {
+    const root = join(dir, 'raw');
+    await mkdir(root);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(Buffer.concat([Buffer.from(root + '/'), Buffer.from([0x62, 0xff, 0x2e, 0x74])]), 'x');
+    const { files, skipped } = await scanTree(root);
+    expect(files).toEqual([]);
+    expect(skipped[0]!.reason).toMatch(/UTF-8/);
+  });
+});
+
+describe('contentTypeFor', () => {
+  it('maps common extensions', () => {
+    expect(contentTypeFor('out/report.CSV')).toBe('text/csv');
+    expect(contentTypeFor('image.png')).toBe('image/png');
+    expect(contentTypeFor('noext')).toBe('application/octet-stream');
+  });
+});
