@@ -67,7 +67,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       signals++;
       if (signals === 1) {
         console.log(`[rgrid-runner] ${sig}: draining (${agent.activeJobs} running job(s) will finish; signal again to stop now)`);
-        void agent.drain().then(() => resolve(0));
+        // A second signal takes over: its exit code wins even if the drain ends first.
+        void agent.drain().then(() => signals === 1 && resolve(0));
       } else {
         console.log(`[rgrid-runner] ${sig}: stopping running jobs and releasing their leases`);
         void agent.kill().then(() => resolve(130));
