@@ -73,6 +73,12 @@ export const Execution = z.object({
   metadata: z.record(z.string(), z.string()),
   pool: z.string(),
   batchId: BatchId.nullable(),
+  /** For batch items: the input this item processes (names its output folder). */
+  inputName: z.string().nullable(),
+  /** The execution this one retries. */
+  retryOf: ExecutionId.nullable(),
+  /** Set when outputs were reused from an earlier identical execution instead of running. */
+  reusedFrom: ExecutionId.nullable(),
   runnerId: RunnerId.nullable(),
   cache: CacheInfo,
   createdAt: Timestamp,

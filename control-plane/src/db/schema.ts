@@ -82,6 +82,13 @@ export const batches = sqliteTable(
     parallel: integer('parallel'),
     failFast: integer('fail_fast', { mode: 'boolean' }).notNull().default(false),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    /** Set when every item was created and the batch was submitted. */
+    submittedAt: integer('submitted_at'),
+    canceledAt: integer('canceled_at'),
+    finishedAt: integer('finished_at'),
+    /** Webhook that started the batch, and where its summary is POSTed when it finishes. */
+    webhookId: text('webhook_id'),
+    callbackUrl: text('callback_url'),
     createdAt: integer('created_at').notNull().default(now),
   },
   (t) => [index('batches_account_created').on(t.accountId, t.createdAt)],
@@ -113,6 +120,12 @@ export const executions = sqliteTable(
     limits: text('limits', { mode: 'json' }).notNull(),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
     runnerId: text('runner_id'),
+    /** The execution this one retries (history is kept; a retry is a new execution). */
+    retryOf: text('retry_of'),
+    /** Name of the batch input this item processes (for per-input output folders). */
+    inputName: text('input_name'),
+    /** Result reuse: the earlier succeeded execution whose outputs this one reused. */
+    reusedFrom: text('reused_from'),
     envHit: integer('env_hit', { mode: 'boolean' }),
     buildSeconds: real('build_seconds'),
     durationMs: integer('duration_ms'),
@@ -234,6 +247,18 @@ export const webhooks = sqliteTable(
     deletedAt: integer('deleted_at'),
   },
   (t) => [index('webhooks_account').on(t.accountId)],
+);
+
+/** Delivery ids seen per webhook, for replay protection (kept past the 5-minute window). */
+export const webhookDeliveries = sqliteTable(
+  'webhook_deliveries',
+  {
+    webhookId: text('webhook_id').notNull(),
+    deliveryId: text('delivery_id').notNull(),
+    receivedAt: integer('received_at').notNull(),
+    batchId: text('batch_id'),
+  },
+  (t) => [primaryKey({ columns: [t.webhookId, t.deliveryId] })],
 );
 
 export const servers = sqliteTable(

@@ -87,6 +87,9 @@ export async function createExecution(c: AppContext, req: CreateExecutionParsed,
 
 const nullColumns = {
   batchId: null,
+  inputName: null,
+  retryOf: null,
+  reusedFrom: null,
   failureKind: null,
   exitCode: null,
   message: null,
