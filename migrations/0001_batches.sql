@@ -6,6 +6,7 @@ CREATE TABLE `webhook_deliveries` (
 	PRIMARY KEY(`webhook_id`, `delivery_id`)
 );
 --> statement-breakpoint
+ALTER TABLE `batches` ADD `template` text;--> statement-breakpoint
 ALTER TABLE `batches` ADD `submitted_at` integer;--> statement-breakpoint
 ALTER TABLE `batches` ADD `canceled_at` integer;--> statement-breakpoint
 ALTER TABLE `batches` ADD `finished_at` integer;--> statement-breakpoint

@@ -82,6 +82,8 @@ export const batches = sqliteTable(
     parallel: integer('parallel'),
     failFast: integer('fail_fast', { mode: 'boolean' }).notNull().default(false),
     metadata: text('metadata', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    /** What every item shares (runtime, script, requirements, env, limits, pool), for appends. */
+    template: text('template', { mode: 'json' }).$type<Record<string, unknown>>(),
     /** Set when every item was created and the batch was submitted. */
     submittedAt: integer('submitted_at'),
     canceledAt: integer('canceled_at'),
