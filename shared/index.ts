@@ -9,3 +9,4 @@ export * from './api/common.js';
 export * from './api/executions.js';
 export * from './api/runner.js';
 export * from './api/admin.js';
+export * from './api/batches.js';

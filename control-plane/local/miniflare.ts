@@ -75,7 +75,7 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions): Pr
     compatibilityDate: '2026-04-01',
     compatibilityFlags: ['nodejs_compat'],
     d1Databases: { DB: 'rgrid' },
-    durableObjects: { DISPATCHER: { className: 'Dispatcher', useSQLite: true } },
+    durableObjects: { DISPATCHER: { className: 'Dispatcher', useSQLite: true }, BATCHES: { className: 'BatchTracker', useSQLite: true } },
     ...(opts.persist ? { d1Persist: join(state, 'd1'), durableObjectsPersist: join(state, 'do') } : {}),
     bindings: opts.bindings,
     host: '127.0.0.1',

@@ -13,6 +13,7 @@ import { executionRoutes } from './routes/executions.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { runnerRoutes } from './routes/runner.js';
 import { adminRoutes } from './routes/admin.js';
+import { batchRoutes, retryRoutes } from './routes/batches.js';
 import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
 
@@ -49,7 +50,9 @@ export function createApp(opts: AppOptions = {}) {
     const caller = c.get('caller');
     return c.json({ account: { id: caller.accountId, name: caller.accountName }, apiKey: { id: caller.apiKeyId, prefix: caller.apiKeyPrefix } });
   });
+  api.route('/executions', retryRoutes);
   api.route('/executions', executionRoutes);
+  api.route('/batches', batchRoutes);
   api.route('/executions', artifactRoutes);
   app.route('/api/v1', api);
 

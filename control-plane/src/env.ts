@@ -5,10 +5,12 @@
 import { z } from 'zod';
 import { DEFAULTS } from '../../shared/limits.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
+import type { BatchTracker } from './batches/tracker.js';
 
 export interface Bindings {
   DB: D1Database;
   DISPATCHER: DurableObjectNamespace<Dispatcher>;
+  BATCHES: DurableObjectNamespace<BatchTracker>;
   /** Secret: authorizes /admin/v1 (accounts, API keys, pools). */
   ADMIN_SECRET?: string;
   /** Object store (S3 API: MinIO, R2, AWS). Path-style URLs: `${S3_ENDPOINT}/${S3_BUCKET}/${key}`. */
@@ -21,6 +23,14 @@ export interface Bindings {
   MAX_ATTEMPTS?: string;
   PRESIGN_SECONDS?: string;
   ARTIFACT_RETENTION_DAYS?: string;
+  /** Fleet (autoscaler): Hetzner Cloud API token (secret; read/write). Unset: the autoscaler is off. */
+  HETZNER_TOKEN?: string;
+  /** Fleet: Hetzner API base URL (default https://api.hetzner.cloud/v1; tests use a fake on loopback). */
+  HETZNER_API_URL?: string;
+  /** Fleet: this control plane's public URL, written into each server's runner config. */
+  PUBLIC_URL?: string;
+  /** Fleet: npm install spec of the runner servers install, pinned (default rgrid@<control plane version>). */
+  RUNNER_PACKAGE?: string;
 }
 
 const ConfigSchema = z.object({
@@ -40,6 +50,13 @@ const ConfigSchema = z.object({
   presignSeconds: z.coerce.number().int().min(10).max(7 * 86400).default(DEFAULTS.presignSeconds),
   /** Artifacts (outputs, logs) expire this many days after they are recorded. */
   artifactRetentionDays: z.coerce.number().min(0.0001).max(3650).default(DEFAULTS.artifactRetentionDays),
+  /** Fleet autoscaler (control-plane/src/fleet); off while hetznerToken is unset. */
+  fleet: z.object({
+    hetznerToken: z.string().min(1).optional(),
+    hetznerApiUrl: z.string().url('HETZNER_API_URL must be a URL like https://api.hetzner.cloud/v1').default('https://api.hetzner.cloud/v1'),
+    publicUrl: z.string().url('PUBLIC_URL must be the URL runners reach this control plane at').optional(),
+    runnerPackage: z.string().min(1).optional(),
+  }),
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -57,5 +74,11 @@ export function loadConfig(env: Bindings): Config {
     maxAttempts: env.MAX_ATTEMPTS || undefined,
     presignSeconds: env.PRESIGN_SECONDS || undefined,
     artifactRetentionDays: env.ARTIFACT_RETENTION_DAYS || undefined,
+    fleet: {
+      hetznerToken: env.HETZNER_TOKEN || undefined,
+      hetznerApiUrl: env.HETZNER_API_URL || undefined,
+      publicUrl: env.PUBLIC_URL || undefined,
+      runnerPackage: env.RUNNER_PACKAGE || undefined,
+    },
   });
 }

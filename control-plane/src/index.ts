@@ -3,6 +3,7 @@ import { createApp } from './app.js';
 import type { Bindings } from './env.js';
 
 export { Dispatcher } from './dispatch/dispatcher.js';
+export { BatchTracker } from './batches/tracker.js';
 
 const app = createApp();
 

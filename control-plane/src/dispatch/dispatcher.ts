@@ -14,6 +14,8 @@
 import { DurableObject } from 'cloudflare:workers';
 import { transition, type ExecutionState, type LifecycleEvent } from '../../../shared/lifecycle.js';
 import { loadConfig, type Bindings } from '../env.js';
+import type { ItemUpdate } from '../batches/types.js';
+import { fleetCheckSoon } from '../fleet/check.js';
 import type {
   ArtifactRow,
   CancelResult,
@@ -77,6 +79,9 @@ export class Dispatcher extends DurableObject<Bindings> {
         finished_at INTEGER NOT NULL
       );
       CREATE INDEX IF NOT EXISTS finished_at ON finished(finished_at);
+      CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch_id, state);
+      -- Per-batch concurrency caps (--parallel): active = jobs of the batch holding a lease.
+      CREATE TABLE IF NOT EXISTS batch_caps (batch_id TEXT PRIMARY KEY, parallel INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 0);
     `);
   }
 
@@ -87,29 +92,54 @@ export class Dispatcher extends DurableObject<Bindings> {
   // ---------------------------------------------------------------- enqueue
 
   async enqueue(job: EnqueueJob): Promise<EnqueueResult> {
+    const queued = await this.enqueueMany(job.accountId, [job.executionId]);
+    if (queued.length === 1) return { ok: true };
+    const row = await this.env.DB.prepare(`SELECT status FROM executions WHERE id = ?`).bind(job.executionId).first<{ status: ExecutionState }>();
+    // A repeated submit of an execution this queue already holds is not an error.
+    if (row?.status === 'queued' && this.job(job.executionId)) return { ok: true };
+    return { ok: false, status: row?.status ?? 'missing' };
+  }
+
+  /**
+   * Queues created executions in bulk (one D1 statement per 90 ids): D1 `created → queued`
+   * first, then the ready rows, then waiting claims are woken. Returns the ids it queued;
+   * executions that were not `created` (already queued, canceled, …) are left as they are.
+   */
+  async enqueueMany(accountId: string, executionIds: string[], cap?: { batchId: string; parallel: number }): Promise<string[]> {
+    if (cap) this.sql.exec(`INSERT OR REPLACE INTO batch_caps (batch_id, parallel, active) VALUES (?, ?, 0)`, cap.batchId, cap.parallel);
+    const next = transition('created', { type: 'submit' });
+    if (!next.ok) throw new Error(next.reason);
     const now = Date.now();
-    const moved = await this.env.DB.prepare(
-      `UPDATE executions SET status = 'queued', submitted_at = ?, max_attempts = ? WHERE id = ? AND account_id = ? AND status = 'created'`,
-    )
-      .bind(now, job.maxAttempts, job.executionId, job.accountId)
-      .run();
-    if (moved.meta.changes !== 1) {
-      const row = await this.env.DB.prepare(`SELECT status FROM executions WHERE id = ?`).bind(job.executionId).first<{ status: ExecutionState }>();
-      // A repeated submit of an execution this queue already holds is not an error.
-      if (row?.status === 'queued' && this.job(job.executionId)) return { ok: true };
-      return { ok: false, status: row?.status ?? 'missing' };
+    const queued: { id: string; batch_id: string | null; env_key: string; max_attempts: number }[] = [];
+    for (let i = 0; i < executionIds.length; i += 90) {
+      const part = executionIds.slice(i, i + 90);
+      const res = await this.env.DB.prepare(
+        `UPDATE executions SET status = ?, submitted_at = ? WHERE account_id = ? AND status = 'created' AND id IN (${part.map(() => '?').join(',')})
+         RETURNING id, batch_id, env_key, max_attempts`,
+      )
+        .bind(next.state, now, accountId, ...part)
+        .all<{ id: string; batch_id: string | null; env_key: string; max_attempts: number }>();
+      queued.push(...res.results);
     }
-    this.sql.exec(
-      `INSERT OR IGNORE INTO jobs (execution_id, account_id, batch_id, env_key, state, attempt, max_attempts, seq)
-       VALUES (?, ?, ?, ?, 'ready', 0, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))`,
-      job.executionId,
-      job.accountId,
-      job.batchId,
-      job.envKey,
-      job.maxAttempts,
-    );
-    this.wake();
-    return { ok: true };
+    // Keep the caller's order (sorted batch inputs run in order).
+    const order = new Map(executionIds.map((id, i) => [id, i]));
+    queued.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+    for (const q of queued) {
+      this.sql.exec(
+        `INSERT OR IGNORE INTO jobs (execution_id, account_id, batch_id, env_key, state, attempt, max_attempts, seq)
+         VALUES (?, ?, ?, ?, 'ready', 0, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))`,
+        q.id,
+        accountId,
+        q.batch_id,
+        q.env_key,
+        q.max_attempts,
+      );
+    }
+    if (queued.length) this.wake();
+    // Fleet: a grown queue asks the autoscaler for an early look (debounced; fleet/check.ts).
+    if (queued.length) fleetCheckSoon(this.env, this.ctx, queued[0]!.id, () => this.stats());
+    await this.notify(queued.map((q) => ({ batchId: q.batch_id, executionId: q.id, status: 'queued' as const, at: now })));
+    return queued.map((q) => q.id);
   }
 
   // ---------------------------------------------------------------- claim
@@ -128,20 +158,28 @@ export class Dispatcher extends DurableObject<Bindings> {
     }
   }
 
-  /** Synchronous: picks and leases ready jobs. No await may separate the SELECT from the UPDATE. */
+  /**
+   * Synchronous: picks and leases ready jobs. No await may separate the SELECT from the UPDATE.
+   * Jobs of a batch at its --parallel cap are passed over (the cap holds across the fleet).
+   */
   private take(args: ClaimArgs): ClaimedJob[] {
-    const rows = this.sql
-      .exec<{ execution_id: string; attempt: number }>(
-        `SELECT execution_id, attempt FROM (SELECT * FROM jobs WHERE state = 'ready' ORDER BY seq LIMIT ?)
-         ORDER BY (env_key IN (SELECT value FROM json_each(?))) DESC, seq LIMIT ?`,
-        AFFINITY_WINDOW,
-        JSON.stringify(args.envKeys),
-        args.maxJobs,
-      )
-      .toArray();
+    const claimed: ClaimedJob[] = [];
     const leaseExpiresAt = Date.now() + this.leaseMs;
-    const claimed = rows.map((r) => ({ executionId: r.execution_id, attempt: r.attempt + 1, leaseExpiresAt }));
-    for (const c of claimed) {
+    const envKeys = JSON.stringify(args.envKeys);
+    while (claimed.length < args.maxJobs) {
+      const row = this.sql
+        .exec<{ execution_id: string; attempt: number; batch_id: string | null }>(
+          `SELECT execution_id, attempt, batch_id FROM (
+             SELECT j.* FROM jobs j LEFT JOIN batch_caps c ON c.batch_id = j.batch_id
+             WHERE j.state = 'ready' AND (c.batch_id IS NULL OR c.active < c.parallel)
+             ORDER BY j.seq LIMIT ?)
+           ORDER BY (env_key IN (SELECT value FROM json_each(?))) DESC, seq LIMIT 1`,
+          AFFINITY_WINDOW,
+          envKeys,
+        )
+        .toArray()[0];
+      if (!row) break;
+      const c = { executionId: row.execution_id, attempt: row.attempt + 1, leaseExpiresAt };
       this.sql.exec(
         `UPDATE jobs SET state = 'leased', attempt = ?, runner_id = ?, lease_deadline = ? WHERE execution_id = ?`,
         c.attempt,
@@ -149,9 +187,21 @@ export class Dispatcher extends DurableObject<Bindings> {
         c.leaseExpiresAt,
         c.executionId,
       );
+      this.recount(row.batch_id);
+      claimed.push(c);
     }
     if (claimed.length) void this.scheduleAlarm();
     return claimed;
+  }
+
+  /** Refreshes a batch's active-lease count after one of its jobs changed state. */
+  private recount(batchId: string | null): void {
+    if (!batchId) return;
+    this.sql.exec(
+      `UPDATE batch_caps SET active = (SELECT COUNT(*) FROM jobs WHERE batch_id = ? AND state != 'ready') WHERE batch_id = ?`,
+      batchId,
+      batchId,
+    );
   }
 
   private async recordClaims(claimed: ClaimedJob[], runnerId: string): Promise<void> {
@@ -172,9 +222,11 @@ export class Dispatcher extends DurableObject<Bindings> {
           c.attempt,
         );
       }
+      for (const c of claimed) this.recount(this.job(c.executionId)?.batch_id ?? null);
       this.wake();
       throw err;
     }
+    await this.notify(claimed.map((c) => ({ batchId: this.job(c.executionId)?.batch_id ?? null, executionId: c.executionId, status: 'running' as const, at: now })));
   }
 
   private waitForWork(ms: number): Promise<void> {
@@ -257,6 +309,7 @@ export class Dispatcher extends DurableObject<Bindings> {
       throw err;
     }
     this.finish(args.executionId, args.attempt, next.state, now);
+    await this.notify([{ batchId: job.batch_id, executionId: args.executionId, status: next.state, at: now, failureKind: next.failureKind ?? null, message: args.message, exitCode: args.exitCode }]);
     return { ok: true, status: next.state, duplicate: false };
   }
 
@@ -284,6 +337,7 @@ export class Dispatcher extends DurableObject<Bindings> {
         .bind(now, executionId)
         .run();
       this.finish(executionId, job.attempt, 'canceled', now);
+      await this.notify([{ batchId: job.batch_id, executionId, status: 'canceled', at: now, failureKind: 'canceled', message: 'canceled' }]);
       return { ok: true, status: 'canceled', pending: false };
     }
     this.sql.exec(`UPDATE jobs SET cancel_requested = 1 WHERE execution_id = ?`, executionId);
@@ -332,11 +386,22 @@ export class Dispatcher extends DurableObject<Bindings> {
     for (const { job, state } of outcomes) {
       if (state === 'queued') {
         this.sql.exec(`UPDATE jobs SET state = 'ready', runner_id = NULL, lease_deadline = NULL WHERE execution_id = ? AND attempt = ?`, job.execution_id, job.attempt);
+        this.recount(job.batch_id);
       } else {
         this.finish(job.execution_id, job.attempt, state, now);
       }
     }
     this.wake();
+    await this.notify(
+      outcomes.map(({ job, state }) => ({
+        batchId: job.batch_id,
+        executionId: job.execution_id,
+        status: state,
+        at: now,
+        failureKind: state === 'failed' ? ('runner_lost' as const) : state === 'canceled' ? ('canceled' as const) : null,
+        message: state === 'failed' ? `runner stopped responding on all ${job.max_attempts} attempts` : null,
+      })),
+    );
   }
 
   private async scheduleAlarm(): Promise<void> {
@@ -364,7 +429,9 @@ export class Dispatcher extends DurableObject<Bindings> {
   }
 
   private finish(executionId: string, attempt: number, status: ExecutionState, now: number): void {
+    const batchId = this.job(executionId)?.batch_id ?? null;
     this.sql.exec(`DELETE FROM jobs WHERE execution_id = ?`, executionId);
+    this.recount(batchId);
     this.sql.exec(`INSERT OR REPLACE INTO finished (execution_id, attempt, status, finished_at) VALUES (?, ?, ?, ?)`, executionId, attempt, status, now);
     void this.scheduleAlarm();
   }
@@ -379,6 +446,56 @@ export class Dispatcher extends DurableObject<Bindings> {
       reason: 'stale',
       details: { executionId, currentAttempt: job?.attempt ?? row?.attempt ?? 0, status: row?.status ?? 'failed' },
     };
+  }
+
+  /**
+   * Cancels every queued job of a batch and asks running ones to stop (they end canceled at
+   * their next heartbeat). Executions still `created` are canceled in D1 directly.
+   */
+  async cancelBatch(batchId: string, accountId: string, message = 'canceled'): Promise<{ canceled: number; stopping: number }> {
+    const now = Date.now();
+    const ready = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE batch_id = ? AND state = 'ready'`, batchId).toArray();
+    const created = await this.env.DB.prepare(
+      `UPDATE executions SET status = 'canceled', failure_kind = 'canceled', message = ?, finished_at = ? WHERE batch_id = ? AND account_id = ? AND status = 'created' RETURNING id`,
+    )
+      .bind(message, now, batchId, accountId)
+      .all<{ id: string }>();
+    for (let i = 0; i < ready.length; i += 90) {
+      const part = ready.slice(i, i + 90);
+      await this.env.DB.prepare(
+        `UPDATE executions SET status = 'canceled', failure_kind = 'canceled', message = ?, finished_at = ? WHERE status = 'queued' AND id IN (${part.map(() => '?').join(',')})`,
+      )
+        .bind(message, now, ...part.map((j) => j.execution_id))
+        .run();
+    }
+    for (const j of ready) this.finish(j.execution_id, j.attempt, 'canceled', now);
+    const stopping = this.sql.exec(`UPDATE jobs SET cancel_requested = 1 WHERE batch_id = ? AND state != 'ready'`, batchId).rowsWritten;
+    await this.notify(
+      [...ready.map((j) => j.execution_id), ...created.results.map((r) => r.id)].map((executionId) => ({
+        batchId,
+        executionId,
+        status: 'canceled' as const,
+        at: now,
+        failureKind: 'canceled' as const,
+        message,
+      })),
+    );
+    return { canceled: ready.length + created.results.length, stopping };
+  }
+
+  /** Tells each batch's tracker about its items' transitions. A tracker failure never undoes a transition. */
+  private async notify(updates: (ItemUpdate & { batchId: string | null })[]): Promise<void> {
+    const byBatch = new Map<string, ItemUpdate[]>();
+    for (const { batchId, ...u } of updates) if (batchId) (byBatch.get(batchId) ?? byBatch.set(batchId, []).get(batchId)!).push(u);
+    await Promise.all(
+      [...byBatch].map(async ([batchId, list]) => {
+        try {
+          await this.env.BATCHES.get(this.env.BATCHES.idFromName(batchId)).update(list);
+        } catch (err) {
+          console.error(`batch ${batchId}: tracker update failed`, err);
+        }
+      }),
+    );
   }
 
   async stats(): Promise<DispatcherStats> {

@@ -14,78 +14,7 @@ import { chunk, confirmBlobs, knownBlobs } from './blobs.js';
 import { toExecution, type ExecutionRow } from './view.js';
 import type { AppContext } from '../context.js';
 
-export function dispatcher(c: AppContext, pool: string) {
-  return c.env.DISPATCHER.get(c.env.DISPATCHER.idFromName(pool));
-}
-
-export async function loadExecution(db: Db, accountId: string, id: string): Promise<ExecutionRow> {
-  const row = await db
-    .select()
-    .from(schema.executions)
-    .where(and(eq(schema.executions.id, id), eq(schema.executions.accountId, accountId)))
-    .get();
-  if (!row) throw notFound('Execution', id);
-  return row;
-}
-
-export async function createExecution(c: AppContext, req: CreateExecutionParsed, batchId: string | null = null): Promise<CreateExecutionResponse> {
-  const db = c.get('db');
-  const { accountId } = c.get('caller');
-  const config = c.get('config');
-
-  if (req.requirements !== undefined) {
-    const parsed = parseRequirements(req.requirements);
-    if (!parsed.ok) {
-      throw new ApiError('bad_request', `requirements.txt has lines that cannot be used:\n${formatRequirementProblems(parsed.problems)}`, 'List packages as name and version specifiers only (e.g. numpy==1.26.4).', parsed.problems);
-    }
-  }
-  const pool = await db.select({ id: schema.pools.id }).from(schema.pools).where(eq(schema.pools.name, req.pool)).get();
-  if (!pool) throw new ApiError('bad_request', `runner pool "${req.pool}" does not exist`, 'Use an existing pool (the default is "default") or ask the operator to create it.');
-
-  const baseImage = RUNTIMES[req.runtime].image;
-  const id = newId('execution');
-  const now = c.get('now')();
-  const row: typeof schema.executions.$inferInsert = {
-    id,
-    accountId,
-    batchId,
-    pool: req.pool,
-    status: 'created',
-    maxAttempts: config.maxAttempts,
-    runtime: req.runtime,
-    scriptName: req.script.name,
-    scriptSha256: req.script.sha256,
-    scriptSize: req.script.size,
-    scriptKey: await scriptKey(req.runtime, req.script.sha256),
-    envKey: await envKey(req.runtime, baseImage, req.requirements ?? ''),
-    requirements: req.requirements ?? null,
-    inputs: req.inputs,
-    args: req.args,
-    env: req.env,
-    limits: req.limits,
-    metadata: req.metadata,
-    createdAt: now,
-  };
-  const metadataRows = Object.entries(req.metadata).map(([key, value]) => ({ executionId: id, accountId, key, value }));
-  await db.batch([
-    db.insert(schema.executions).values(row),
-    ...chunk(metadataRows, 20).map((part) => db.insert(schema.executionMetadata).values(part)),
-  ]);
-
-  const wanted = [req.script.sha256, ...req.inputs.map((i) => i.sha256)];
-  const have = await knownBlobs(db, accountId, wanted);
-  const store = c.get('store');
-  const missing = [...new Set(wanted.filter((s) => !have.has(s)))];
-  const uploads: BlobUpload[] = await Promise.all(
-    missing.map(async (sha256) => ({ sha256, ...(await store.presign('PUT', blobKey(accountId, sha256), { expiresSeconds: config.presignSeconds })) })),
-  );
-
-  let execution = toExecution({ ...nullColumns, ...row } as ExecutionRow);
-  if (req.autoSubmit && uploads.length === 0) execution = await submitExecution(c, id);
-  return { execution, uploads };
-}
-
-const nullColumns = {
+const nullColumns: Pick<ExecutionRow, 'batchId' | 'inputName' | 'retryOf' | 'reusedFrom' | 'failureKind' | 'exitCode' | 'message' | 'attempt' | 'runnerId' | 'envHit' | 'buildSeconds' | 'durationMs' | 'submittedAt' | 'startedAt' | 'finishedAt'> = {
   batchId: null,
   inputName: null,
   retryOf: null,
@@ -102,6 +31,119 @@ const nullColumns = {
   startedAt: null,
   finishedAt: null,
 };
+
+export function dispatcher(c: AppContext, pool: string) {
+  return c.env.DISPATCHER.get(c.env.DISPATCHER.idFromName(pool));
+}
+
+export async function loadExecution(db: Db, accountId: string, id: string): Promise<ExecutionRow> {
+  const row = await db
+    .select()
+    .from(schema.executions)
+    .where(and(eq(schema.executions.id, id), eq(schema.executions.accountId, accountId)))
+    .get();
+  if (!row) throw notFound('Execution', id);
+  return row;
+}
+
+/** Everything that defines one execution; batches and retries build many of these at once. */
+export interface ExecutionSpec {
+  runtime: CreateExecutionParsed['runtime'];
+  script: CreateExecutionParsed['script'];
+  requirements: string | null;
+  inputs: CreateExecutionParsed['inputs'];
+  args: string[];
+  env: Record<string, string>;
+  limits: CreateExecutionParsed['limits'];
+  metadata: Record<string, string>;
+  pool: string;
+  batchId: string | null;
+  inputName: string | null;
+  retryOf: string | null;
+}
+
+export function validateRequirements(text: string | null | undefined): void {
+  if (text === undefined || text === null) return;
+  const parsed = parseRequirements(text);
+  if (!parsed.ok) {
+    throw new ApiError('bad_request', `requirements.txt has lines that cannot be used:\n${formatRequirementProblems(parsed.problems)}`, 'List packages as name and version specifiers only (e.g. numpy==1.26.4).', parsed.problems);
+  }
+}
+
+export async function requirePool(db: Db, name: string): Promise<void> {
+  const pool = await db.select({ id: schema.pools.id }).from(schema.pools).where(eq(schema.pools.name, name)).get();
+  if (!pool) throw new ApiError('bad_request', `runner pool "${name}" does not exist`, 'Use an existing pool (the default is "default") or ask the operator to create it.');
+}
+
+/** Inserts executions as `created` (bulk, chunked under D1's limits) and returns their rows. */
+export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): Promise<ExecutionRow[]> {
+  const db = c.get('db');
+  const { accountId } = c.get('caller');
+  const config = c.get('config');
+  const now = c.get('now')();
+  const keys = new Map<string, string>();
+  const memo = async (k: string, f: () => Promise<string>) => keys.get(k) ?? keys.set(k, await f()).get(k)!;
+  const rows: ExecutionRow[] = [];
+  for (const spec of specs) {
+    const baseImage = RUNTIMES[spec.runtime].image;
+    rows.push({
+      ...nullColumns,
+      id: newId('execution'),
+      accountId,
+      batchId: spec.batchId,
+      inputName: spec.inputName,
+      retryOf: spec.retryOf,
+      pool: spec.pool,
+      status: 'created',
+      maxAttempts: config.maxAttempts,
+      runtime: spec.runtime,
+      scriptName: spec.script.name,
+      scriptSha256: spec.script.sha256,
+      scriptSize: spec.script.size,
+      scriptKey: await memo(`s:${spec.runtime}:${spec.script.sha256}`, () => scriptKey(spec.runtime, spec.script.sha256)),
+      envKey: await memo(`e:${spec.runtime}:${spec.requirements ?? ''}`, () => envKey(spec.runtime, baseImage, spec.requirements ?? '')),
+      requirements: spec.requirements,
+      inputs: spec.inputs,
+      args: spec.args,
+      env: spec.env,
+      limits: spec.limits,
+      metadata: spec.metadata,
+      createdAt: now,
+    } as ExecutionRow);
+  }
+  const statements = [
+    ...rows.map((row) => db.insert(schema.executions).values(row)),
+    ...chunk(
+      rows.flatMap((r) => Object.entries(r.metadata).map(([key, value]) => ({ executionId: r.id, accountId, key, value }))),
+      20,
+    ).map((part) => db.insert(schema.executionMetadata).values(part)),
+  ];
+  for (const part of chunk(statements, 50)) await db.batch(part as [(typeof part)[number], ...typeof part]);
+  return rows;
+}
+
+/** Presigned PUTs for the blobs among `shas` that the account does not have (deduplicated). */
+export async function uploadsFor(c: AppContext, shas: string[]): Promise<BlobUpload[]> {
+  const { accountId } = c.get('caller');
+  const have = await knownBlobs(c.get('db'), accountId, shas);
+  const store = c.get('store');
+  const { presignSeconds } = c.get('config');
+  const missing = [...new Set(shas.filter((s) => !have.has(s)))];
+  return Promise.all(missing.map(async (sha256) => ({ sha256, ...(await store.presign('PUT', blobKey(accountId, sha256), { expiresSeconds: presignSeconds })) })));
+}
+
+export async function createExecution(c: AppContext, req: CreateExecutionParsed): Promise<CreateExecutionResponse> {
+  validateRequirements(req.requirements);
+  await requirePool(c.get('db'), req.pool);
+  const [row] = await insertExecutions(c, [
+    { ...req, requirements: req.requirements ?? null, batchId: null, inputName: null, retryOf: null },
+  ]);
+  const uploads = await uploadsFor(c, [req.script.sha256, ...req.inputs.map((i) => i.sha256)]);
+  let execution = toExecution(row!);
+  if (req.autoSubmit && uploads.length === 0) execution = await submitExecution(c, row!.id);
+  return { execution, uploads };
+}
+
 
 /** Two-phase submit: queued only after every declared blob is confirmed in the object store. */
 export async function submitExecution(c: AppContext, id: string): Promise<Execution> {
@@ -140,6 +182,9 @@ export async function cancelExecution(c: AppContext, id: string): Promise<Execut
       .update(schema.executions)
       .set({ status: next.state, failureKind: next.failureKind, finishedAt: c.get('now')() })
       .where(and(eq(schema.executions.id, id), eq(schema.executions.status, 'created')));
+    if (row.batchId) {
+      await c.env.BATCHES.get(c.env.BATCHES.idFromName(row.batchId)).update([{ executionId: id, status: 'canceled', at: c.get('now')(), failureKind: 'canceled', message: 'canceled' }]);
+    }
   } else if (row.status === 'queued' || row.status === 'running') {
     await dispatcher(c, row.pool).cancel(id);
   } else if (row.status !== 'canceled') {

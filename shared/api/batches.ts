@@ -1,0 +1,123 @@
+/** Client API: batches (one execution per input, created and submitted in bulk) and retries. */
+import { z } from 'zod';
+import { DEFAULTS, LIMITS } from '../limits.js';
+import { ExecutionState, FailureKind } from '../lifecycle.js';
+import { BatchId, ExecutionId } from '../ids.js';
+import { BlobUpload, Pagination, Runtime, StringMap, Timestamp } from './common.js';
+import { Execution, InputFile, Limits, ScriptRef } from './executions.js';
+
+/** Items per create/append request; larger batches append in several requests. */
+export const MAX_BATCH_ITEMS_PER_REQUEST = 1000;
+export const MAX_BATCH_ITEMS = 100_000;
+
+/** What every item of a batch shares. */
+export const BatchTemplate = z.strictObject({
+  runtime: Runtime.default(DEFAULTS.runtime),
+  script: ScriptRef,
+  requirements: z.string().max(64 * 1024).optional(),
+  env: StringMap(LIMITS.maxEnvVars, LIMITS.maxEnvValueBytes).default({}),
+  limits: Limits.default({ timeoutSeconds: DEFAULTS.timeoutSeconds, memoryMb: DEFAULTS.memoryMb, cpus: DEFAULTS.cpus }),
+  pool: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/).default(DEFAULTS.pool),
+});
+export type BatchTemplate = z.input<typeof BatchTemplate>;
+
+export const BatchItem = z.strictObject({
+  /** The input this item processes, e.g. "data/a.csv" (names its output folder on download). */
+  inputName: z.string().min(1).max(LIMITS.maxPathBytes),
+  args: z.array(z.string().max(LIMITS.maxArgBytes)).max(LIMITS.maxArgs).default([]),
+  inputs: z.array(InputFile).max(LIMITS.maxInputsPerExecution).default([]),
+  metadata: StringMap(LIMITS.maxMetadataPairs, LIMITS.maxMetadataValueBytes).default({}),
+});
+export type BatchItem = z.input<typeof BatchItem>;
+
+export const CreateBatchRequest = z.strictObject({
+  name: z.string().max(200).optional(),
+  template: BatchTemplate,
+  items: z.array(BatchItem).max(MAX_BATCH_ITEMS_PER_REQUEST).default([]),
+  /** At most this many of the batch's executions run at once, across the whole fleet. */
+  parallel: z.number().int().min(1).max(10_000).optional(),
+  /** Cancel the rest of the batch on the first failure. */
+  failFast: z.boolean().default(false),
+  metadata: StringMap(LIMITS.maxMetadataPairs, LIMITS.maxMetadataValueBytes).default({}),
+});
+export type CreateBatchRequest = z.input<typeof CreateBatchRequest>;
+
+export const AppendBatchItemsRequest = z.strictObject({ items: z.array(BatchItem).min(1).max(MAX_BATCH_ITEMS_PER_REQUEST) });
+export type AppendBatchItemsRequest = z.input<typeof AppendBatchItemsRequest>;
+
+export const BatchItemRef = z.object({ executionId: ExecutionId, inputName: z.string() });
+
+export const BatchCounts = z.object({
+  total: z.number().int(),
+  created: z.number().int(),
+  queued: z.number().int(),
+  running: z.number().int(),
+  succeeded: z.number().int(),
+  failed: z.number().int(),
+  canceled: z.number().int(),
+  reused: z.number().int(),
+});
+export type BatchCounts = z.infer<typeof BatchCounts>;
+
+export const BatchFailure = z.object({
+  executionId: ExecutionId,
+  inputName: z.string(),
+  status: ExecutionState,
+  failureKind: FailureKind.nullable(),
+  message: z.string().nullable(),
+  exitCode: z.number().int().nullable(),
+});
+export type BatchFailure = z.infer<typeof BatchFailure>;
+
+export const BatchSnapshot = z.object({
+  id: BatchId,
+  name: z.string().nullable(),
+  status: z.enum(['created', 'running', 'finished', 'canceled']),
+  counts: BatchCounts,
+  parallel: z.number().int().nullable(),
+  failFast: z.boolean(),
+  startedAt: Timestamp.nullable(),
+  finishedAt: Timestamp.nullable(),
+  /** Seconds until every item is final, from observed throughput; null until it can be estimated. */
+  etaSeconds: z.number().nullable(),
+  /** Items that ended failed or canceled (latest attempt of each input only). */
+  failures: z.array(BatchFailure),
+  metadata: z.record(z.string(), z.string()),
+  createdAt: Timestamp,
+  /** Increases with every change; watchers use it to drop stale updates. */
+  version: z.number().int(),
+});
+export type BatchSnapshot = z.infer<typeof BatchSnapshot>;
+
+export const CreateBatchResponse = z.object({
+  batch: BatchSnapshot,
+  items: z.array(BatchItemRef),
+  /** Presigned PUTs for blobs the account lacks, deduplicated across the batch. */
+  uploads: z.array(BlobUpload),
+});
+export type CreateBatchResponse = z.infer<typeof CreateBatchResponse>;
+export const AppendBatchItemsResponse = z.object({ items: z.array(BatchItemRef), uploads: z.array(BlobUpload) });
+export type AppendBatchItemsResponse = z.infer<typeof AppendBatchItemsResponse>;
+
+export const BatchResponse = z.object({ batch: BatchSnapshot });
+export type BatchResponse = z.infer<typeof BatchResponse>;
+
+export const ListBatchesQuery = Pagination;
+export const ListBatchesResponse = z.object({ batches: z.array(BatchSnapshot), nextCursor: z.string().nullable() });
+export type ListBatchesResponse = z.infer<typeof ListBatchesResponse>;
+
+export const RetryRequest = z.union([
+  z.strictObject({ batchId: BatchId, all: z.boolean().default(false) }),
+  z.strictObject({ executionIds: z.array(ExecutionId).min(1).max(MAX_BATCH_ITEMS_PER_REQUEST) }),
+]);
+export type RetryRequest = z.input<typeof RetryRequest>;
+export const RetryResponse = z.object({
+  /** New executions, each linked to the one it retries (`retryOf`). */
+  executions: z.array(Execution),
+  batchId: BatchId.nullable(),
+});
+export type RetryResponse = z.infer<typeof RetryResponse>;
+
+/** Pushed to WebSocket watchers of a batch on every change. */
+export const BatchEvent = z.object({ type: z.literal('snapshot'), batch: BatchSnapshot });
+export type BatchEvent = z.infer<typeof BatchEvent>;
