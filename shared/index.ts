@@ -10,3 +10,4 @@ export * from './api/executions.js';
 export * from './api/runner.js';
 export * from './api/admin.js';
 export * from './api/batches.js';
+export * from './api/webhooks.js';

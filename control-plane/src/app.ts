@@ -14,6 +14,7 @@ import { artifactRoutes } from './routes/artifacts.js';
 import { runnerRoutes } from './routes/runner.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchRoutes, retryRoutes } from './routes/batches.js';
+import { hookRoutes, webhookRoutes } from './routes/webhooks.js';
 import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
 
@@ -53,10 +54,12 @@ export function createApp(opts: AppOptions = {}) {
   api.route('/executions', retryRoutes);
   api.route('/executions', executionRoutes);
   api.route('/batches', batchRoutes);
+  api.route('/webhooks', webhookRoutes);
   api.route('/executions', artifactRoutes);
   app.route('/api/v1', api);
 
   app.route('/runner/v1', runnerRoutes);
+  app.route('/hooks', hookRoutes);
 
   const admin = new Hono<AppEnv>();
   admin.use('*', requireAdmin);

@@ -74,6 +74,11 @@ export class BatchTracker extends DurableObject<Bindings> {
     this.bump();
   }
 
+  async setCallback(url: string, secret: string): Promise<void> {
+    const meta = this.get<BatchMeta>('meta');
+    if (meta) this.set('meta', { ...meta, callbackUrl: url, callbackSecret: secret });
+  }
+
   async addItems(items: NewItem[]): Promise<void> {
     for (const it of items) {
       this.sql.exec(`INSERT OR IGNORE INTO items (execution_id, input_name, status) VALUES (?, ?, 'created')`, it.executionId, it.inputName);

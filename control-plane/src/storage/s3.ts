@@ -69,6 +69,12 @@ export class ObjectStore {
     return { size: Number(res.headers.get('content-length') ?? '0') };
   }
 
+  /** A small object written by the control plane itself (inline webhook inputs). */
+  async put(key: string, body: Uint8Array): Promise<void> {
+    const res = await this.client.fetch(this.objectUrl(key), { method: 'PUT', body: body as BodyInit, headers: { 'content-length': String(body.length) } });
+    if (!res.ok) throw new Error(`object store PUT ${key} answered ${res.status}`);
+  }
+
   async delete(key: string): Promise<void> {
     const res = await this.client.fetch(this.objectUrl(key), { method: 'DELETE' });
     if (!res.ok && res.status !== 404) throw new Error(`object store DELETE ${key} answered ${res.status}`);
