@@ -20,6 +20,8 @@ export default defineProject({
           S3_SECRET_ACCESS_KEY: TEST_S3.secretAccessKey,
           LEASE_SECONDS: '30',
           MAX_ATTEMPTS: '2',
+          MAX_FILE_BYTES: String(64 * 1024 * 1024),
+          MAX_OUTPUTS_PER_EXECUTION: '5',
           TEST_MIGRATIONS: migrations,
         },
       },

@@ -15,6 +15,7 @@ import { runnerRoutes } from './routes/runner.js';
 import { adminRoutes } from './routes/admin.js';
 import { batchRoutes, retryRoutes } from './routes/batches.js';
 import { hookRoutes, webhookRoutes } from './routes/webhooks.js';
+import { uploadRoutes } from './routes/uploads.js';
 import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
 
@@ -55,6 +56,7 @@ export function createApp(opts: AppOptions = {}) {
   api.route('/executions', executionRoutes);
   api.route('/batches', batchRoutes);
   api.route('/webhooks', webhookRoutes);
+  api.route('/uploads', uploadRoutes);
   api.route('/executions', artifactRoutes);
   app.route('/api/v1', api);
 

@@ -3,7 +3,7 @@
  * coerced and defaulted, never parsed ad hoc in a handler.
  */
 import { z } from 'zod';
-import { DEFAULTS } from '../../shared/limits.js';
+import { DEFAULTS, LIMITS } from '../../shared/limits.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { BatchTracker } from './batches/tracker.js';
 
@@ -23,6 +23,8 @@ export interface Bindings {
   MAX_ATTEMPTS?: string;
   PRESIGN_SECONDS?: string;
   ARTIFACT_RETENTION_DAYS?: string;
+  MAX_FILE_BYTES?: string;
+  MAX_OUTPUTS_PER_EXECUTION?: string;
   /** Fleet (autoscaler): Hetzner Cloud API token (secret; read/write). Unset: the autoscaler is off. */
   HETZNER_TOKEN?: string;
   /** Fleet: Hetzner API base URL (default https://api.hetzner.cloud/v1; tests use a fake on loopback). */
@@ -50,6 +52,10 @@ const ConfigSchema = z.object({
   presignSeconds: z.coerce.number().int().min(10).max(7 * 86400).default(DEFAULTS.presignSeconds),
   /** Artifacts (outputs, logs) expire this many days after they are recorded. */
   artifactRetentionDays: z.coerce.number().min(0.0001).max(3650).default(DEFAULTS.artifactRetentionDays),
+  /** Largest input or output file accepted. */
+  maxFileBytes: z.coerce.number().int().min(1).default(LIMITS.maxFileBytes),
+  /** Most output files one execution may record. */
+  maxOutputsPerExecution: z.coerce.number().int().min(1).max(LIMITS.maxOutputsPerExecution).default(LIMITS.maxOutputsPerExecution),
   /** Fleet autoscaler (control-plane/src/fleet); off while hetznerToken is unset. */
   fleet: z.object({
     hetznerToken: z.string().min(1).optional(),
@@ -74,6 +80,8 @@ export function loadConfig(env: Bindings): Config {
     maxAttempts: env.MAX_ATTEMPTS || undefined,
     presignSeconds: env.PRESIGN_SECONDS || undefined,
     artifactRetentionDays: env.ARTIFACT_RETENTION_DAYS || undefined,
+    maxFileBytes: env.MAX_FILE_BYTES || undefined,
+    maxOutputsPerExecution: env.MAX_OUTPUTS_PER_EXECUTION || undefined,
     fleet: {
       hetznerToken: env.HETZNER_TOKEN || undefined,
       hetznerApiUrl: env.HETZNER_API_URL || undefined,

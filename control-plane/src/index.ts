@@ -1,6 +1,7 @@
 /** Worker entry: the HTTP app, the scheduled handler, and the Durable Object classes. */
 import { createApp } from './app.js';
 import type { Bindings } from './env.js';
+import { runRetentionCron } from './retention/cron.js';
 
 export { Dispatcher } from './dispatch/dispatcher.js';
 export { BatchTracker } from './batches/tracker.js';
@@ -9,7 +10,7 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
-  async scheduled(_controller: ScheduledController, _env: Bindings, _ctx: ExecutionContext) {
-    // Cron work (retention sweep, autoscaler) registers here as it lands.
+  async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
+    ctx.waitUntil(runRetentionCron(env));
   },
 } satisfies ExportedHandler<Bindings>;

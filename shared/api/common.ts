@@ -52,3 +52,39 @@ export const Pagination = z.object({
   cursor: z.string().max(200).optional(),
 });
 export type Runtime = z.infer<typeof Runtime>;
+
+/** Files above this size upload in parts (S3 multipart), each part through its own presigned URL. */
+export const MULTIPART_THRESHOLD_BYTES = 100 * 1024 * 1024;
+export const MULTIPART_PART_BYTES = 16 * 1024 * 1024;
+export const MAX_PARTS = 10_000;
+
+export const CreateMultipartRequest = z.strictObject({
+  sha256: Sha256,
+  /** Size of the original content. */
+  size: z.number().int().min(1),
+  /** Size of the bytes that will be stored (differs from size when gzip-compressed; a bound is fine). */
+  storedSize: z.number().int().min(1),
+  encoding: ContentEncoding.default('identity'),
+  partSize: z.number().int().min(5 * 1024 * 1024).max(512 * 1024 * 1024).default(MULTIPART_PART_BYTES),
+});
+export type CreateMultipartRequest = z.input<typeof CreateMultipartRequest>;
+
+export const CreateMultipartResponse = z.object({
+  /** null when the blob is already stored: nothing to upload. */
+  uploadId: z.string().nullable(),
+  partSize: z.number().int(),
+  parts: z.array(z.object({ partNumber: z.number().int(), url: z.string().url(), expiresAt: Timestamp })),
+});
+export type CreateMultipartResponse = z.infer<typeof CreateMultipartResponse>;
+
+export const CompleteMultipartRequest = z.strictObject({
+  sha256: Sha256,
+  size: z.number().int().min(1),
+  encoding: ContentEncoding.default('identity'),
+  uploadId: z.string().min(1).max(1024),
+  parts: z.array(z.strictObject({ partNumber: z.number().int().min(1).max(MAX_PARTS), etag: z.string().min(1).max(200) })).min(1).max(MAX_PARTS),
+});
+export type CompleteMultipartRequest = z.input<typeof CompleteMultipartRequest>;
+
+export const AbortMultipartRequest = z.strictObject({ sha256: Sha256, uploadId: z.string().min(1).max(1024) });
+export type AbortMultipartRequest = z.input<typeof AbortMultipartRequest>;

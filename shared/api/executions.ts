@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { DEFAULTS, LIMITS } from '../limits.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { ExecutionId, BatchId, RunnerId } from '../ids.js';
-import { BlobUpload, FileRef, Pagination, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
+import { BlobUpload, ContentEncoding, FileRef, Pagination, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
 
 export const Limits = z.strictObject({
   timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(DEFAULTS.timeoutSeconds),
@@ -15,6 +15,8 @@ export type Limits = z.infer<typeof Limits>;
 export const InputFile = FileRef.extend({
   /** Index into args of the argument that named this file; the runner rewrites it to /work/<path>. */
   arg: z.number().int().min(0).max(LIMITS.maxArgs - 1).optional(),
+  /** How the client stores the bytes it uploads (gzip for text); `sha256`/`size` are of the original. */
+  encoding: ContentEncoding.optional(),
 });
 export type InputFile = z.infer<typeof InputFile>;
 
@@ -128,12 +130,15 @@ export const Artifact = z.object({
   contentType: z.string(),
   encoding: z.enum(['identity', 'gzip']),
   expiresAt: Timestamp,
+  /** Past its retention: the bytes are gone (or going) and `download` is null. */
+  expired: z.boolean(),
   download: z
     .object({ url: z.string().url(), headers: z.record(z.string(), z.string()), expiresAt: Timestamp })
     .nullable(),
 });
 export type Artifact = z.infer<typeof Artifact>;
 export const ListArtifactsResponse = z.object({ artifacts: z.array(Artifact) });
+export const ArtifactResponse = z.object({ artifact: Artifact });
 export type ListArtifactsResponse = z.infer<typeof ListArtifactsResponse>;
 
 export const LogStream = z.enum(['stdout', 'stderr', 'system']);

@@ -9,7 +9,7 @@ import type { z } from 'zod';
 import { schema } from '../db/client.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
 import { chunk, confirmBlobs } from '../executions/blobs.js';
-import { dispatcher, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
+import { checkFileSizes, dispatcher, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
 import { toExecution, type ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
 
@@ -38,6 +38,7 @@ async function addItems(c: AppContext, batchId: string, template: CreateBatch['t
     if (names.has(it.inputName)) throw badRequest(`input "${it.inputName}" appears twice in the batch`, 'Each batch item needs a distinct inputName.');
     names.add(it.inputName);
   }
+  checkFileSizes(c, items.flatMap((it) => it.inputs));
   const specs: ExecutionSpec[] = items.map((it) => ({
     runtime: template.runtime,
     script: template.script,
@@ -105,10 +106,10 @@ export async function submitBatch(c: AppContext, batchId: string): Promise<Batch
     .where(and(eq(schema.executions.batchId, batchId), eq(schema.executions.accountId, accountId), eq(schema.executions.status, 'created')))
     .all();
   if (rows.length) {
-    const declared = new Map<string, { sha256: string; size: number; label: string }>();
+    const declared = new Map<string, { sha256: string; size: number; encoding?: 'identity' | 'gzip'; label: string }>();
     for (const r of rows) {
       declared.set(r.scriptSha256, { sha256: r.scriptSha256, size: r.scriptSize, label: `script ${r.scriptName}` });
-      for (const i of r.inputs as { path: string; sha256: string; size: number }[]) declared.set(i.sha256, { sha256: i.sha256, size: i.size, label: `input ${i.path} of ${r.inputName}` });
+      for (const i of r.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[]) declared.set(i.sha256, { sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path} of ${r.inputName}` });
     }
     await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
     rows.sort((a, b) => ((a.inputName ?? '') < (b.inputName ?? '') ? -1 : 1));

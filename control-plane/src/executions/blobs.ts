@@ -34,6 +34,8 @@ export async function knownBlobs(db: Db, accountId: string, shas: string[]): Pro
 export interface DeclaredBlob {
   sha256: string;
   size: number;
+  /** How the uploader stored the bytes; a gzip object's stored size differs from `size`. */
+  encoding?: 'identity' | 'gzip';
   /** Name used in error messages (input path, output path). */
   label: string;
 }
@@ -44,6 +46,10 @@ export interface DeclaredBlob {
  */
 export async function confirmBlobs(db: Db, store: ObjectStore, accountId: string, declared: DeclaredBlob[]): Promise<void> {
   const known = await knownBlobs(db, accountId, declared.map((d) => d.sha256));
+  // Using a blob keeps it: the retention sweep only deletes blobs unused for the retention period.
+  for (const part of chunk([...known])) {
+    await db.update(schema.blobs).set({ lastUsedAt: Date.now() }).where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part)));
+  }
   const pending = new Map<string, DeclaredBlob>();
   for (const d of declared) if (!known.has(d.sha256)) pending.set(d.sha256, d);
   const confirmed: (typeof schema.blobs.$inferInsert)[] = [];
@@ -54,10 +60,10 @@ export async function confirmBlobs(db: Db, store: ObjectStore, accountId: string
       if (!head) {
         throw new ApiError('conflict', `${d.label} was not uploaded (sha256 ${d.sha256.slice(0, 12)}…)`, 'Upload it with the presigned URL from the create response, then submit again.');
       }
-      if (head.size !== d.size) {
+      if ((d.encoding ?? 'identity') === 'identity' && head.size !== d.size) {
         throw new ApiError('conflict', `${d.label} was uploaded with ${head.size} bytes, but ${d.size} were declared`, 'Upload the file again with the presigned URL.');
       }
-      confirmed.push({ accountId, sha256: d.sha256, size: d.size, objectKey: key });
+      confirmed.push({ accountId, sha256: d.sha256, size: d.size, encoding: d.encoding ?? 'identity', objectKey: key });
     }),
   );
   for (const part of chunk(confirmed, 10)) {

@@ -132,8 +132,15 @@ export async function uploadsFor(c: AppContext, shas: string[]): Promise<BlobUpl
   return Promise.all(missing.map(async (sha256) => ({ sha256, ...(await store.presign('PUT', blobKey(accountId, sha256), { expiresSeconds: presignSeconds })) })));
 }
 
+export function checkFileSizes(c: AppContext, files: { path: string; size: number }[]): void {
+  const { maxFileBytes } = c.get('config');
+  const big = files.find((f) => f.size > maxFileBytes);
+  if (big) throw new ApiError('payload_too_large', `input ${big.path} has ${big.size} bytes; the limit is ${maxFileBytes}`, 'Split the input, or ask the operator to raise MAX_FILE_BYTES.');
+}
+
 export async function createExecution(c: AppContext, req: CreateExecutionParsed): Promise<CreateExecutionResponse> {
   validateRequirements(req.requirements);
+  checkFileSizes(c, req.inputs);
   await requirePool(c.get('db'), req.pool);
   const [row] = await insertExecutions(c, [
     { ...req, requirements: req.requirements ?? null, batchId: null, inputName: null, retryOf: null },
@@ -155,10 +162,10 @@ export async function submitExecution(c: AppContext, id: string): Promise<Execut
     if (row.status === 'queued' || row.status === 'running' || row.status === 'succeeded') return toExecution(row);
     throw new ApiError('conflict', `execution ${id} is ${row.status} and cannot be submitted`, 'Create a new execution (or `rgrid retry`).');
   }
-  const inputs = row.inputs as { path: string; sha256: string; size: number }[];
+  const inputs = row.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[];
   await confirmBlobs(c.get('db'), c.get('store'), accountId, [
     { sha256: row.scriptSha256, size: row.scriptSize, label: `script ${row.scriptName}` },
-    ...inputs.map((i) => ({ sha256: i.sha256, size: i.size, label: `input ${i.path}` })),
+    ...inputs.map((i) => ({ sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path}` })),
   ]);
   const result = await dispatcher(c, row.pool).enqueue({
     executionId: id,

@@ -16,6 +16,8 @@ import {
 import { schema } from '../db/client.js';
 import { ApiError, notFound } from '../errors.js';
 import { readJson } from '../validate.js';
+import { z } from 'zod';
+import { sweep } from '../retention/sweep.js';
 import type { AppEnv } from '../context.js';
 
 export const adminRoutes = new Hono<AppEnv>();
@@ -82,4 +84,11 @@ adminRoutes.post('/pools/:name/registration-tokens', async (c) => {
   await db.insert(schema.registrationTokens).values({ id, poolId: pool.id, tokenHash: await sha256Hex(token), maxUses: body.maxUses ?? null, expiresAt, createdAt: now });
   const res: CreateRegistrationTokenResponse = { id, pool: pool.name, token, expiresAt: expiresAt === null ? null : iso(expiresAt) };
   return c.json(res, 201);
+});
+
+/** Runs the retention sweep now (the cron runs it every 5 minutes); `now` (ms) lets tests move the clock. */
+adminRoutes.post('/retention/sweep', async (c) => {
+  const body = await readJson(c, z.strictObject({ now: z.number().int().optional(), limit: z.number().int().min(1).max(10_000).optional() }));
+  const config = c.get('config');
+  return c.json(await sweep(c.get('db'), c.get('store'), body.now ?? c.get('now')(), config.artifactRetentionDays, body.limit));
 });

@@ -1,14 +1,14 @@
 /** Client API: artifacts (with presigned GET URLs) and logs (cursor-paged, for `logs -f`). */
 import { Hono } from 'hono';
-import { and, asc, eq, gt, isNull, or } from 'drizzle-orm';
+import { and, asc, eq, gt, or } from 'drizzle-orm';
 import { LogsQuery, type ListArtifactsResponse, type LogsResponse } from '../../../shared/api/executions.js';
 import { ExecutionId } from '../../../shared/ids.js';
 import { isFinal, type ExecutionState } from '../../../shared/lifecycle.js';
 import { schema } from '../db/client.js';
-import { badRequest } from '../errors.js';
+import { ApiError, badRequest } from '../errors.js';
 import { parseWith, readQuery } from '../validate.js';
 import { loadExecution } from '../executions/service.js';
-import type { AppEnv } from '../context.js';
+import type { AppContext, AppEnv } from '../context.js';
 
 export const artifactRoutes = new Hono<AppEnv>();
 
@@ -17,32 +17,47 @@ artifactRoutes.get('/:id/artifacts', async (c) => {
   const { accountId } = c.get('caller');
   await loadExecution(c.get('db'), accountId, id);
   const a = schema.artifacts;
+  // Expired artifacts stay listed (marked expired) so a user learns what was there and when it went.
   const rows = await c
     .get('db')
     .select()
     .from(a)
-    .where(and(eq(a.executionId, id), eq(a.accountId, accountId), isNull(a.deletedAt)))
+    .where(and(eq(a.executionId, id), eq(a.accountId, accountId)))
     .orderBy(asc(a.kind), asc(a.path))
     .all();
-  const now = c.get('now')();
-  const { presignSeconds } = c.get('config');
-  const store = c.get('store');
-  const body: ListArtifactsResponse = {
-    artifacts: await Promise.all(
-      rows.map(async (r) => ({
-        id: r.id,
-        kind: r.kind,
-        path: r.path,
-        size: r.size,
-        sha256: r.sha256,
-        contentType: r.contentType,
-        encoding: r.encoding,
-        expiresAt: new Date(r.expiresAt).toISOString(),
-        download: r.expiresAt > now ? await store.presign('GET', r.objectKey, { expiresSeconds: presignSeconds }) : null,
-      })),
-    ),
-  };
+  const body: ListArtifactsResponse = { artifacts: await Promise.all(rows.map((r) => artifactView(c, r))) };
   return c.json(body);
+});
+
+async function artifactView(c: AppContext, r: typeof schema.artifacts.$inferSelect) {
+  const expired = r.deletedAt !== null || r.expiresAt <= c.get('now')();
+  return {
+    id: r.id,
+    kind: r.kind,
+    path: r.path,
+    size: r.size,
+    sha256: r.sha256,
+    contentType: r.contentType,
+    encoding: r.encoding,
+    expiresAt: new Date(r.expiresAt).toISOString(),
+    expired,
+    download: expired ? null : await c.get('store').presign('GET', r.objectKey, { expiresSeconds: c.get('config').presignSeconds }),
+  };
+}
+
+/** One artifact with a fresh download URL; an expired one answers 404 "expired on <date>". */
+artifactRoutes.get('/:id/artifacts/:artifactId', async (c) => {
+  const id = parseWith(ExecutionId, c.req.param('id'), 'execution id');
+  const { accountId } = c.get('caller');
+  await loadExecution(c.get('db'), accountId, id);
+  const a = schema.artifacts;
+  const row = await c.get('db').select().from(a).where(and(eq(a.id, c.req.param('artifactId')), eq(a.executionId, id), eq(a.accountId, accountId))).get();
+  if (!row) throw new ApiError('not_found', `artifact ${c.req.param('artifactId')} not found`);
+  const view = await artifactView(c, row);
+  if (view.expired) {
+    throw new ApiError('not_found', `${row.path} expired on ${new Date(row.expiresAt).toISOString().slice(0, 10)}`, 'Artifacts are kept for ARTIFACT_RETENTION_DAYS (30 by default); run the execution again to recreate it.');
+  }
+  return c.json({ artifact: view });
 });
 
 function decodeLogCursor(cursor: string | undefined): { attempt: number; seq: number } {

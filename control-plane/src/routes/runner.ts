@@ -28,6 +28,9 @@ import { schema } from '../db/client.js';
 import { ApiError } from '../errors.js';
 import { requireRunner } from '../auth.js';
 import { parseWith, readJson } from '../validate.js';
+import { z } from 'zod';
+import { AbortMultipartRequest, CompleteMultipartRequest, CreateMultipartRequest } from '../../../shared/api/common.js';
+import { abortMultipart, completeMultipart, createMultipart, tooBig } from '../uploads/multipart.js';
 import { blobKey } from '../storage/s3.js';
 import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { dispatcher } from '../executions/service.js';
@@ -219,6 +222,9 @@ runnerRoutes.post('/executions/:id/outputs/presign', async (c) => {
   const id = execParam(c);
   const body = await readJson(c, PresignOutputsRequest);
   const row = await currentAttempt(c, id, body.attempt);
+  const { maxFileBytes } = c.get('config');
+  const big = body.files.find((f) => f.size > maxFileBytes);
+  if (big) throw tooBig(big.size, maxFileBytes);
   const have = await knownBlobs(c.get('db'), row.accountId, body.files.map((f) => f.sha256));
   const store = c.get('store');
   const { presignSeconds } = c.get('config');
@@ -229,6 +235,33 @@ runnerRoutes.post('/executions/:id/outputs/presign', async (c) => {
   return c.json({ uploads } satisfies PresignOutputsResponse);
 });
 
+// Multipart uploads of large outputs: the same flow as the client's, scoped to the current attempt.
+const attemptOf = (raw: unknown) => parseWith(JobHeartbeatRequest, { attempt: (raw as { attempt?: unknown })?.attempt }, 'attempt');
+runnerRoutes.post('/executions/:id/uploads/multipart', async (c) => {
+  const id = execParam(c);
+  const raw = await readJson(c, z.record(z.string(), z.unknown()));
+  const row = await currentAttempt(c, id, attemptOf(raw).attempt);
+  const { attempt: _a, ...rest } = raw;
+  return c.json(await createMultipart(c, row.accountId, parseWith(CreateMultipartRequest, rest, 'request body')), 201);
+});
+runnerRoutes.post('/executions/:id/uploads/multipart/complete', async (c) => {
+  const id = execParam(c);
+  const raw = await readJson(c, z.record(z.string(), z.unknown()));
+  const row = await currentAttempt(c, id, attemptOf(raw).attempt);
+  const { attempt: _a, ...rest } = raw;
+  await completeMultipart(c, row.accountId, parseWith(CompleteMultipartRequest, rest, 'request body'));
+  return c.json({ ok: true as const });
+});
+runnerRoutes.post('/executions/:id/uploads/multipart/abort', async (c) => {
+  const id = execParam(c);
+  const raw = await readJson(c, z.record(z.string(), z.unknown()));
+  const row = await c.get('db').select().from(schema.executions).where(eq(schema.executions.id, id)).get();
+  if (!row || row.pool !== c.get('runner').poolName) throw new ApiError('not_found', `execution ${id} not found in this runner's pool`);
+  const { attempt: _a, ...rest } = raw;
+  await abortMultipart(c, row.accountId, parseWith(AbortMultipartRequest, rest, 'request body'));
+  return c.json({ ok: true as const });
+});
+
 runnerRoutes.post('/executions/:id/complete', async (c) => {
   const id = execParam(c);
   const body = await readJson(c, CompleteRequest);
@@ -236,9 +269,15 @@ runnerRoutes.post('/executions/:id/complete', async (c) => {
   const db = c.get('db');
   const row = await db.select().from(schema.executions).where(eq(schema.executions.id, id)).get();
   if (!row || row.pool !== runner.poolName) throw new ApiError('not_found', `execution ${id} not found in this runner's pool`);
+  const { maxOutputsPerExecution, maxFileBytes } = c.get('config');
+  if (body.outputs.length > maxOutputsPerExecution) {
+    throw new ApiError('bad_request', `the script wrote ${body.outputs.length} output files; the limit is ${maxOutputsPerExecution}`, 'Write fewer, larger files (e.g. an archive), or ask the operator to raise MAX_OUTPUTS_PER_EXECUTION.');
+  }
+  const big = body.outputs.find((f) => f.size > maxFileBytes);
+  if (big) throw tooBig(big.size, maxFileBytes);
   const files = [...body.outputs.map((f) => ({ ...f, kind: 'output' as const })), ...body.logs.map((f) => ({ ...f, kind: 'log' as const }))];
   // Outputs must exist before the attempt may complete: no artifact row ever points at nothing.
-  await confirmBlobs(db, c.get('store'), row.accountId, files.map((f) => ({ sha256: f.sha256, size: f.size, label: `${f.kind} ${f.path}` })));
+  await confirmBlobs(db, c.get('store'), row.accountId, files.map((f) => ({ sha256: f.sha256, size: f.size, encoding: f.encoding, label: `${f.kind} ${f.path}` })));
   const expiresAt = c.get('now')() + c.get('config').artifactRetentionDays * 86400_000;
   const r = await dispatcher(c, runner.poolName).complete({
     executionId: id,
