@@ -19,6 +19,7 @@ import {
   type RegisterRunnerRequest,
   type RunnerHeartbeatRequest,
 } from '../../shared/api/runner.js';
+import { CreateMultipartResponse, type AbortMultipartRequest, type CompleteMultipartRequest, type CreateMultipartRequest } from '../../shared/api/common.js';
 
 export class ApiCallError extends Error {
   constructor(
@@ -84,6 +85,15 @@ export class RunnerApi {
   }
   presignOutputs(executionId: string, body: PresignOutputsRequest) {
     return this.call(`/runner/v1/executions/${executionId}/outputs/presign`, body, PresignOutputsResponse);
+  }
+  multipartCreate(executionId: string, body: CreateMultipartRequest & { attempt: number }) {
+    return this.call(`/runner/v1/executions/${executionId}/uploads/multipart`, body, CreateMultipartResponse);
+  }
+  multipartComplete(executionId: string, body: CompleteMultipartRequest & { attempt: number }) {
+    return this.call(`/runner/v1/executions/${executionId}/uploads/multipart/complete`, body, z.object({ ok: z.literal(true) }));
+  }
+  multipartAbort(executionId: string, body: AbortMultipartRequest & { attempt: number }) {
+    return this.call(`/runner/v1/executions/${executionId}/uploads/multipart/abort`, body, z.object({ ok: z.literal(true) }));
   }
   complete(executionId: string, body: CompleteRequest) {
     return this.call(`/runner/v1/executions/${executionId}/complete`, body, CompleteResponse);

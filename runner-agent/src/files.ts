@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { request } from 'undici';
@@ -46,6 +46,8 @@ export interface DownloadSpec {
   encoding: 'identity' | 'gzip';
   dest: string;
   label: string;
+  /** Called with each chunk's size as it arrives (progress for big files). */
+  onBytes?: (n: number) => void;
 }
 
 export async function downloadVerified(spec: DownloadSpec, signal?: AbortSignal): Promise<void> {
@@ -60,6 +62,7 @@ export async function downloadVerified(spec: DownloadSpec, signal?: AbortSignal)
   const tee = new Transform({
     transform(chunk: Buffer, _e, cb) {
       hash.update(chunk);
+      spec.onBytes?.(chunk.length);
       cb(null, chunk);
     },
   });
@@ -74,17 +77,6 @@ export async function downloadVerified(spec: DownloadSpec, signal?: AbortSignal)
     await rm(tmp, { force: true });
     throw err;
   }
-}
-
-export async function uploadFile(path: string, size: number, upload: PresignedRequest, signal?: AbortSignal): Promise<void> {
-  const res = await request(upload.url, {
-    method: 'PUT',
-    headers: { ...upload.headers, 'content-length': String(size) },
-    body: size === 0 ? '' : Readable.from(createReadStream(path)),
-    signal,
-  });
-  const body = await res.body.text();
-  if (res.statusCode !== 200) throw new TransferError(`upload of ${path} answered ${res.statusCode}: ${body.slice(0, 200)}`);
 }
 
 export interface FileEntry {

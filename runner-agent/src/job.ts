@@ -14,7 +14,8 @@ import { normalizeRequirements } from '../../shared/requirements.js';
 import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 import { LogShipper } from './logs.js';
-import { contentTypeFor, downloadVerified, scanTree, uploadFile, type FileEntry } from './files.js';
+import { contentTypeFor, downloadVerified, scanTree, sha256File, type FileEntry } from './files.js';
+import { gzipFile, isMultipart, progressReporter, shouldCompress, uploadMultipart, uploadSingle } from './upload.js';
 import { EnvBuildError, ensureEnvImage } from './docker/build.js';
 import { ImageMissingError, type ContainerRuntime } from './docker/runtime.js';
 import type { RunnerConfig } from './config.js';
@@ -141,7 +142,8 @@ export class JobRun {
       for (const input of job.inputs) {
         const dest = resolve(work, input.path);
         if (!dest.startsWith(work + sep)) throw new Error(`input path ${input.path} leaves /work`);
-        await downloadVerified({ ...input, dest, label: `input ${input.path}` }, signal);
+        const progress = input.size > 10 * 1024 * 1024 ? progressReporter(`downloading ${input.path}`, input.size, (l) => logs.system(l)) : undefined;
+        await downloadVerified({ ...input, dest, label: `input ${input.path}`, onBytes: progress && ((n) => progress.add(n)) }, signal);
       }
     } catch (err) {
       if (signal.aborted) throw new JobFailure('canceled', 'stopped while downloading inputs');
@@ -267,28 +269,48 @@ export class JobRun {
     }
   }
 
+  /**
+   * Uploads outputs or logs (text gzip-compressed, large files in parts). Returns the file refs to
+   * report, or an error: a failed upload fails the attempt cleanly, with nothing recorded.
+   */
   private async uploadAll(
     files: { path: string; localPath: string; size: number; sha256: string }[],
     kind: 'output' | 'log',
-  ): Promise<{ ok: true; files: { path: string; sha256: string; size: number; contentType: string }[] } | { ok: false; error: string }> {
+  ): Promise<{ ok: true; files: { path: string; sha256: string; size: number; contentType: string; encoding: 'identity' | 'gzip' }[] } | { ok: false; error: string }> {
     if (!files.length) return { ok: true, files: [] };
     const { job, deps } = this;
+    const log = (line: string) => deps.log(`${job.executionId}: ${line}`);
+    const tmp = join(this.dir, 'upload');
+    await mkdir(tmp, { recursive: true });
     try {
-      const { sha256File } = await import('./files.js');
-      const refs = await Promise.all(files.map(async (f) => ({ path: f.path, size: f.size, sha256: f.sha256 || (await sha256File(f.localPath)), contentType: contentTypeFor(f.path), localPath: f.localPath })));
+      const refs = [];
+      for (const [i, f] of files.entries()) {
+        const contentType = contentTypeFor(f.path);
+        const sha256 = f.sha256 || (await sha256File(f.localPath));
+        let stored = { storedPath: f.localPath, storedSize: f.size, encoding: 'identity' as 'identity' | 'gzip' };
+        if (shouldCompress(contentType, f.size)) {
+          const gz = join(tmp, `${kind}-${i}.gz`);
+          const storedSize = await gzipFile(f.localPath, gz);
+          if (storedSize < f.size) stored = { storedPath: gz, storedSize, encoding: 'gzip' };
+        }
+        refs.push({ path: f.path, size: f.size, sha256, contentType, ...stored });
+      }
       for (let i = 0; i < refs.length; i += 1000) {
         const part = refs.slice(i, i + 1000);
         const { uploads } = await withRetry(
-          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map(({ localPath: _l, ...r }) => r) }),
+          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map((r) => ({ path: r.path, sha256: r.sha256, size: r.size, contentType: r.contentType, encoding: r.encoding })) }),
           { budgetMs: 60_000 },
         );
         const bySha = new Map(part.map((r) => [r.sha256, r]));
         await parallel(uploads, 4, async (u) => {
           const f = bySha.get(u.sha256)!;
-          await withRetry(() => uploadFile(f.localPath, f.size, u), { budgetMs: 60_000 });
+          const stored = { ...f, label: f.path };
+          // No abort signal: a canceled job still uploads its logs; stale and shutdown attempts never get here.
+          if (isMultipart(f.storedSize)) await uploadMultipart(deps.api, job.executionId, job.attempt, stored, log);
+          else await uploadSingle(stored, u, log);
         });
       }
-      return { ok: true, files: refs.map(({ localPath: _l, ...r }) => r) };
+      return { ok: true, files: refs.map(({ path, sha256, size, contentType, encoding }) => ({ path, sha256, size, contentType, encoding })) };
     } catch (err) {
       if (isAttemptOver(err)) throw err;
       return { ok: false, error: `${kind}s: ${(err as Error).message}` };

@@ -109,7 +109,7 @@ export async function submit(stack: TestStack, spec: SubmitSpec): Promise<Execut
     ...spec.request,
   });
   for (const u of created.uploads) {
-    const r = await fetch(u.url, { method: 'PUT', body: blobs.get(u.sha256)! });
+    const r = await fetch(u.url, { method: "PUT", body: new Uint8Array(blobs.get(u.sha256)!) });
     expect(r.status).toBe(200);
   }
   return (await api(stack, 'POST', `/executions/${created.execution.id}/submit`)).execution;

@@ -67,6 +67,37 @@ describe('runner: jobs end to end', () => {
     expect(await logsText(stack, e.id, 'stdout')).toBe('mode fast\n');
   });
 
+  it('stores text outputs gzip-compressed and large outputs through multipart, both verified by sha256', async () => {
+    const script = [
+      'import os, hashlib',
+      'with open("big.bin", "wb") as f:',
+      '    for i in range(110):',
+      '        f.write(os.urandom(1024 * 1024))',
+      'open("table.csv", "w").write("id,value\\n" + "".join(f"{i},{i*i}\\n" for i in range(20000)))',
+      'for name in ["big.bin", "table.csv"]:',
+      '    print(name, hashlib.sha256(open(name, "rb").read()).hexdigest())',
+    ].join('\n');
+    const e = await submit(stack, { script, request: { limits: { timeoutSeconds: 120, memoryMb: 512, cpus: 1 } } });
+    const final = await waitFinal(stack, e.id, 120_000);
+    const out = await logsText(stack, e.id, 'stdout');
+    expect(final.status, out + (await logsText(stack, e.id))).toBe('succeeded');
+    const sums = Object.fromEntries(out.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+    const outs = (await artifacts(stack, e.id)).filter((a) => a.kind === 'output');
+    const big = outs.find((a) => a.path === 'big.bin')!;
+    const csv = outs.find((a) => a.path === 'table.csv')!;
+    expect(big).toMatchObject({ encoding: 'identity', size: 110 * 1024 * 1024, sha256: sums['big.bin'] });
+    expect(csv).toMatchObject({ encoding: 'gzip', contentType: 'text/csv', sha256: sums['table.csv'] });
+    const { createHash } = await import('node:crypto');
+    const { gunzipSync } = await import('node:zlib');
+    const { request } = await import('undici');
+    // undici gives the stored bytes (fetch would transparently decode a Content-Encoding).
+    const raw = async (url: string) => Buffer.from(await (await request(url)).body.arrayBuffer());
+    const csvStored = await raw(csv.download!.url);
+    expect(csvStored.length).toBeLessThan(csv.size / 2);
+    expect(createHash('sha256').update(gunzipSync(csvStored)).digest('hex')).toBe(sums['table.csv']);
+    expect(createHash('sha256').update(await raw(big.download!.url)).digest('hex')).toBe(sums['big.bin']);
+  }, 180_000);
+
   it('an empty /work is fine', async () => {
     const e = await submit(stack, { script: 'pass\n' });
     expect((await waitFinal(stack, e.id)).status).toBe('succeeded');
