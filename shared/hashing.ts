@@ -42,3 +42,20 @@ export function envImageTag(envKeyHex: string): string {
 }
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * result key = sha256("rgrid-result-v1", script key, env key, args, env, sorted (path, sha256) of
+ * inputs): two executions with the same result key compute the same thing, so a succeeded one's
+ * outputs can stand in for a new run (opt-in result reuse).
+ */
+export async function resultKey(
+  scriptKeyHex: string,
+  envKeyHex: string,
+  args: string[],
+  env: Record<string, string>,
+  inputs: { path: string; sha256: string }[],
+): Promise<string> {
+  const files = [...inputs].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((i) => [i.path, i.sha256]);
+  const vars = Object.entries(env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return sha256Hex(framed(['rgrid-result-v1', scriptKeyHex, envKeyHex, JSON.stringify(args), JSON.stringify(vars), JSON.stringify(files)]));
+}

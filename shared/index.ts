@@ -11,3 +11,4 @@ export * from './api/runner.js';
 export * from './api/admin.js';
 export * from './api/batches.js';
 export * from './api/webhooks.js';
+export * from './api/cache.js';

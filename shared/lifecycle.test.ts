@@ -11,17 +11,18 @@ const events: LifecycleEvent[] = [
   { type: 'complete', outcome: 'failed', failureKind: 'canceled' },
   { type: 'cancel' },
   { type: 'fail', failureKind: 'input_error' },
+  { type: 'reuse' },
 ];
 
 /** The full table: every (state, event) pair and its expected result ('-' = refused). */
 const expected: Record<ExecutionState, string[]> = {
-  //         submit    claim      expired+  expired-          succeeded   failed            completed-canceled  cancel      fail
-  created: ['queued', '-', '-', '-', '-', '-', '-', 'canceled', 'failed:input_error'],
-  queued: ['-', 'running', '-', '-', '-', '-', '-', 'canceled', 'failed:input_error'],
-  running: ['-', '-', 'queued', 'failed:runner_lost', 'succeeded', 'failed:script_error', 'canceled', 'canceled', 'failed:input_error'],
-  succeeded: ['-', '-', '-', '-', '-', '-', '-', '-', '-'],
-  failed: ['-', '-', '-', '-', '-', '-', '-', '-', '-'],
-  canceled: ['-', '-', '-', '-', '-', '-', '-', '-', '-'],
+  //         submit    claim      expired+  expired-          succeeded   failed            completed-canceled  cancel      fail   reuse
+  created: ['queued', '-', '-', '-', '-', '-', '-', 'canceled', 'failed:input_error', 'succeeded'],
+  queued: ['-', 'running', '-', '-', '-', '-', '-', 'canceled', 'failed:input_error', '-'],
+  running: ['-', '-', 'queued', 'failed:runner_lost', 'succeeded', 'failed:script_error', 'canceled', 'canceled', 'failed:input_error', '-'],
+  succeeded: ['-', '-', '-', '-', '-', '-', '-', '-', '-', '-'],
+  failed: ['-', '-', '-', '-', '-', '-', '-', '-', '-', '-'],
+  canceled: ['-', '-', '-', '-', '-', '-', '-', '-', '-', '-'],
 };
 
 describe('execution state machine', () => {

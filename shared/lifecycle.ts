@@ -1,6 +1,7 @@
 /**
  * The execution lifecycle: the one state machine every component follows.
  *
+ *   created ──reuse (identical earlier result)──▶ succeeded
  *   created ──submit──▶ queued ──claim──▶ running ──complete──▶ succeeded | failed
  *      │                  ▲  │                │ │
  *      │                  │  └──cancel──┐     │ └──lease expired (attempts left)──▶ queued
@@ -39,7 +40,9 @@ export type LifecycleEvent =
   | { type: 'complete'; outcome: 'succeeded' }
   | { type: 'complete'; outcome: 'failed'; failureKind: FailureKind }
   | { type: 'cancel' }
-  | { type: 'fail'; failureKind: FailureKind };
+  | { type: 'fail'; failureKind: FailureKind }
+  /** Result reuse: an identical earlier execution succeeded; its outputs stand in, nothing runs. */
+  | { type: 'reuse' };
 
 export type TransitionResult =
   | { ok: true; state: ExecutionState; failureKind?: FailureKind }
@@ -77,6 +80,8 @@ export function transition(state: ExecutionState, event: LifecycleEvent): Transi
         : { ok: true, state: 'failed', failureKind: event.failureKind };
     case 'cancel':
       return { ok: true, state: 'canceled', failureKind: 'canceled' };
+    case 'reuse':
+      return state === 'created' ? { ok: true, state: 'succeeded' } : refuse(state, event);
     case 'fail':
       return event.failureKind === 'canceled'
         ? { ok: true, state: 'canceled', failureKind: 'canceled' }

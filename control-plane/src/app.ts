@@ -16,6 +16,7 @@ import { adminRoutes } from './routes/admin.js';
 import { batchRoutes, retryRoutes } from './routes/batches.js';
 import { hookRoutes, webhookRoutes } from './routes/webhooks.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { cacheRoutes } from './routes/cache.js';
 import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
 
@@ -57,6 +58,7 @@ export function createApp(opts: AppOptions = {}) {
   api.route('/batches', batchRoutes);
   api.route('/webhooks', webhookRoutes);
   api.route('/uploads', uploadRoutes);
+  api.route('/cache', cacheRoutes);
   api.route('/executions', artifactRoutes);
   app.route('/api/v1', api);
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { admin, blob, call, claim, newRunner, newTenant, put, queuedExecution } from './helpers.js';
 
 async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream('gzip'));
+  const stream = new Response(bytes).body!.pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 

@@ -39,13 +39,17 @@ export const CreateBatchRequest = z.strictObject({
   /** Cancel the rest of the batch on the first failure. */
   failFast: z.boolean().default(false),
   metadata: StringMap(LIMITS.maxMetadataPairs, LIMITS.maxMetadataValueBytes).default({}),
+  /** Items identical to an earlier succeeded execution reuse its outputs and do not run. */
+  reuseResults: z.boolean().default(false),
+  /** Offer uploads for every blob, even ones already stored. */
+  forceUpload: z.boolean().default(false),
 });
 export type CreateBatchRequest = z.input<typeof CreateBatchRequest>;
 
 export const AppendBatchItemsRequest = z.strictObject({ items: z.array(BatchItem).min(1).max(MAX_BATCH_ITEMS_PER_REQUEST) });
 export type AppendBatchItemsRequest = z.input<typeof AppendBatchItemsRequest>;
 
-export const BatchItemRef = z.object({ executionId: ExecutionId, inputName: z.string() });
+export const BatchItemRef = z.object({ executionId: ExecutionId, inputName: z.string(), reusedFrom: ExecutionId.nullable().default(null) });
 
 export const BatchCounts = z.object({
   total: z.number().int(),

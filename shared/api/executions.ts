@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULTS, LIMITS } from '../limits.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { ExecutionId, BatchId, RunnerId } from '../ids.js';
+import { CacheReport } from './cache.js';
 import { BlobUpload, ContentEncoding, FileRef, Pagination, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
 
 export const Limits = z.strictObject({
@@ -46,6 +47,10 @@ export const CreateExecutionRequest = z.strictObject({
   pool: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/).default(DEFAULTS.pool),
   /** Submit at once when every blob is already stored (saves a round trip on cache hits). */
   autoSubmit: z.boolean().default(false),
+  /** Reuse the outputs of an identical earlier succeeded execution instead of running. */
+  reuseResults: z.boolean().default(false),
+  /** Offer uploads for every blob, even ones already stored (`--no-cache-inputs`). */
+  forceUpload: z.boolean().default(false),
 });
 export type CreateExecutionRequest = z.input<typeof CreateExecutionRequest>;
 export type CreateExecutionParsed = z.output<typeof CreateExecutionRequest>;
@@ -92,6 +97,8 @@ export type Execution = z.infer<typeof Execution>;
 
 export const CreateExecutionResponse = z.object({
   execution: Execution,
+  /** What was reused and, on a miss, why. */
+  cache: CacheReport,
   /** One presigned PUT per blob the account does not have yet; empty on a full cache hit. */
   uploads: z.array(BlobUpload),
 });

@@ -8,7 +8,9 @@ import type { Execution } from '../../../shared/api/executions.js';
 import type { z } from 'zod';
 import { schema } from '../db/client.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
-import { chunk, confirmBlobs } from '../executions/blobs.js';
+import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
+import { applyReuse } from '../cache/reuse.js';
+import { count } from '../cache/records.js';
 import { checkFileSizes, dispatcher, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
 import { toExecution, type ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
@@ -32,7 +34,7 @@ export async function loadBatch(c: AppContext, batchId: string) {
   return row;
 }
 
-async function addItems(c: AppContext, batchId: string, template: CreateBatch['template'], items: CreateBatch['items'], batchMetadata: Record<string, string>) {
+async function addItems(c: AppContext, batchId: string, template: CreateBatch['template'], items: CreateBatch['items'], batchMetadata: Record<string, string>, opts: { reuseResults: boolean; forceUpload: boolean }) {
   const names = new Set<string>();
   for (const it of items) {
     if (names.has(it.inputName)) throw badRequest(`input "${it.inputName}" appears twice in the batch`, 'Each batch item needs a distinct inputName.');
@@ -56,8 +58,20 @@ async function addItems(c: AppContext, batchId: string, template: CreateBatch['t
   const rows = await insertExecutions(c, specs);
   await tracker(c, batchId).addItems(rows.map((r) => ({ executionId: r.id, inputName: r.inputName! })));
   await c.get('db').update(schema.batches).set({ total: (await countItems(c, batchId)) }).where(eq(schema.batches.id, batchId));
-  const uploads = await uploadsFor(c, [template.script.sha256, ...items.flatMap((it) => it.inputs.map((i) => i.sha256))]);
-  return { items: rows.map((r) => ({ executionId: r.id, inputName: r.inputName! })), uploads };
+  const reused = opts.reuseResults ? await applyReuse(c, rows) : new Map<string, string>();
+  // Reused items need no uploads; the rest need what the account lacks.
+  const pending = items.filter((_, i) => !reused.has(rows[i]!.id));
+  const shas = pending.length ? [template.script.sha256, ...pending.flatMap((it) => it.inputs.map((i) => i.sha256))] : [];
+  const have = await knownBlobs(c.get('db'), c.get('caller').accountId, shas);
+  const s0 = rows[0];
+  if (s0) {
+    await count(c.get('db'), c.get('caller').accountId, [
+      { kind: 'script', key: s0.scriptKey, hit: have.has(template.script.sha256) },
+      ...[...new Set(pending.flatMap((it) => it.inputs.map((i) => i.sha256)))].map((sha) => ({ kind: 'input' as const, key: sha, hit: have.has(sha) })),
+    ]);
+  }
+  const uploads = await uploadsFor(c, shas, opts.forceUpload);
+  return { items: rows.map((r) => ({ executionId: r.id, inputName: r.inputName!, reusedFrom: reused.get(r.id) ?? null })), uploads };
 }
 
 async function countItems(c: AppContext, batchId: string): Promise<number> {
@@ -84,14 +98,16 @@ export async function createBatch(c: AppContext, req: CreateBatch): Promise<Crea
     callbackUrl: null,
     callbackSecret: null,
   });
-  const added = await addItems(c, id, req.template, req.items, req.metadata);
+  await c.get('db').update(schema.batches).set({ template: { ...req.template, reuseResults: req.reuseResults } }).where(eq(schema.batches.id, id));
+  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload });
   return { batch: (await tracker(c, id).getSnapshot())!, ...added };
 }
 
 export async function appendItems(c: AppContext, batchId: string, req: AppendItems) {
   const batch = await loadBatch(c, batchId);
   if (batch.submittedAt) throw new ApiError('conflict', `batch ${batchId} was already submitted`, 'Create a new batch for more inputs.');
-  return addItems(c, batchId, batch.template as CreateBatch['template'], req.items, batch.metadata);
+  const template = batch.template as CreateBatch['template'] & { reuseResults?: boolean };
+  return addItems(c, batchId, template, req.items, batch.metadata, { reuseResults: !!template.reuseResults, forceUpload: false });
 }
 
 /** Verifies every blob the batch's items need, then queues them all at once. */

@@ -214,7 +214,7 @@ export const cacheRecords = sqliteTable(
   'cache_records',
   {
     accountId: text('account_id').notNull(),
-    kind: text('kind', { enum: ['script', 'env', 'input'] }).notNull(),
+    kind: text('kind', { enum: ['script', 'env', 'input', 'result'] }).notNull(),
     key: text('key').notNull(),
     detail: text('detail', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
     hits: integer('hits').notNull().default(0),

@@ -12,6 +12,8 @@ import { blobKey } from '../storage/s3.js';
 import { ApiError, notFound } from '../errors.js';
 import { chunk, confirmBlobs, knownBlobs } from './blobs.js';
 import { toExecution, type ExecutionRow } from './view.js';
+import { assess, recordAssessment } from '../cache/records.js';
+import { applyReuse } from '../cache/reuse.js';
 import type { AppContext } from '../context.js';
 
 const nullColumns: Pick<ExecutionRow, 'batchId' | 'inputName' | 'retryOf' | 'reusedFrom' | 'failureKind' | 'exitCode' | 'message' | 'attempt' | 'runnerId' | 'envHit' | 'buildSeconds' | 'durationMs' | 'submittedAt' | 'startedAt' | 'finishedAt'> = {
@@ -123,9 +125,9 @@ export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): P
 }
 
 /** Presigned PUTs for the blobs among `shas` that the account does not have (deduplicated). */
-export async function uploadsFor(c: AppContext, shas: string[]): Promise<BlobUpload[]> {
+export async function uploadsFor(c: AppContext, shas: string[], force = false): Promise<BlobUpload[]> {
   const { accountId } = c.get('caller');
-  const have = await knownBlobs(c.get('db'), accountId, shas);
+  const have = force ? new Set<string>() : await knownBlobs(c.get('db'), accountId, shas);
   const store = c.get('store');
   const { presignSeconds } = c.get('config');
   const missing = [...new Set(shas.filter((s) => !have.has(s)))];
@@ -141,16 +143,22 @@ export function checkFileSizes(c: AppContext, files: { path: string; size: numbe
 export async function createExecution(c: AppContext, req: CreateExecutionParsed): Promise<CreateExecutionResponse> {
   validateRequirements(req.requirements);
   checkFileSizes(c, req.inputs);
-  await requirePool(c.get('db'), req.pool);
-  const [row] = await insertExecutions(c, [
-    { ...req, requirements: req.requirements ?? null, batchId: null, inputName: null, retryOf: null },
-  ]);
-  const uploads = await uploadsFor(c, [req.script.sha256, ...req.inputs.map((i) => i.sha256)]);
+  const db = c.get('db');
+  const { accountId } = c.get('caller');
+  await requirePool(db, req.pool);
+  const cache = await assess(db, accountId, { ...req, requirements: req.requirements ?? null }, c.get('now')());
+  const [row] = await insertExecutions(c, [{ ...req, requirements: req.requirements ?? null, batchId: null, inputName: null, retryOf: null }]);
+  const shas = [req.script.sha256, ...req.inputs.map((i) => i.sha256)];
+  await recordAssessment(db, accountId, cache, req.inputs.map((i) => i.sha256), await knownBlobs(db, accountId, shas), false);
+  const { reusable: _r, ...report } = cache;
+  if (req.reuseResults && (await applyReuse(c, [row!])).size) {
+    return { execution: toExecution(await loadExecution(db, accountId, row!.id)), cache: report, uploads: [] };
+  }
+  const uploads = await uploadsFor(c, shas, req.forceUpload);
   let execution = toExecution(row!);
   if (req.autoSubmit && uploads.length === 0) execution = await submitExecution(c, row!.id);
-  return { execution, uploads };
+  return { execution, cache: { ...report, result: { ...report.result, reusedFrom: null } }, uploads };
 }
-
 
 /** Two-phase submit: queued only after every declared blob is confirmed in the object store. */
 export async function submitExecution(c: AppContext, id: string): Promise<Execution> {

@@ -34,6 +34,7 @@ import { abortMultipart, completeMultipart, createMultipart, tooBig } from '../u
 import { blobKey } from '../storage/s3.js';
 import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { dispatcher } from '../executions/service.js';
+import { recordCompletion } from '../cache/records.js';
 import type { Stale } from '../dispatch/types.js';
 import type { AppContext, AppEnv } from '../context.js';
 import type { Runtime } from '../../../shared/api/common.js';
@@ -308,6 +309,9 @@ runnerRoutes.post('/executions/:id/complete', async (c) => {
   if (!r.ok) {
     if (r.reason === 'busy') throw new ApiError('unavailable', 'a completion for this attempt is being recorded', 'Retry shortly.');
     throw staleError(r);
+  }
+  if (!r.duplicate) {
+    await recordCompletion(db, row, r.status, body.cache?.envHit ?? null, runner.runnerId, c.get('now')()).catch((err) => console.error('cache bookkeeping failed', err));
   }
   return c.json({ status: r.status, duplicate: r.duplicate } satisfies CompleteResponse);
 });
