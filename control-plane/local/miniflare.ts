@@ -50,7 +50,7 @@ export async function bundleWorker(outDir: string): Promise<string> {
 export async function applyMigrations(mf: Miniflare): Promise<string[]> {
   const db = await mf.getD1Database('DB');
   await db.exec('CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)');
-  const done = new Set((await db.prepare('SELECT name FROM d1_migrations').all<{ name: string }>()).results.map((r) => r.name));
+  const done = new Set((await db.prepare('SELECT name FROM d1_migrations').all<{ name: string }>()).results.map((r: { name: string }) => r.name));
   const dir = join(ROOT, 'migrations');
   const files = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort();
   const applied: string[] = [];

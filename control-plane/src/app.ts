@@ -13,6 +13,7 @@ import { executionRoutes } from './routes/executions.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { runnerRoutes } from './routes/runner.js';
 import { adminRoutes } from './routes/admin.js';
+import { fleetRoutes } from './routes/fleet.js';
 import { batchRoutes, retryRoutes } from './routes/batches.js';
 import { hookRoutes, webhookRoutes } from './routes/webhooks.js';
 import { uploadRoutes } from './routes/uploads.js';
@@ -68,6 +69,7 @@ export function createApp(opts: AppOptions = {}) {
   const admin = new Hono<AppEnv>();
   admin.use('*', requireAdmin);
   admin.route('/', adminRoutes);
+  admin.route('/fleet', fleetRoutes);
   app.route('/admin/v1', admin);
 
   app.notFound((c) => c.json(errorEnvelope('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'See /openapi.json for the API.'), 404));

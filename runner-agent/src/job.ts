@@ -198,7 +198,7 @@ export class JobRun {
     const baseImage = deps.config.images[job.runtime];
     if (!baseImage) throw new JobFailure('build_failed', `runtime ${job.runtime} has no base image configured on this runner`);
     const requirements = normalizeRequirements(job.requirements ?? '');
-    if (!requirements) {
+    if (!requirements && !job.rebuildEnv) {
       if (await deps.runtime.imageExists(baseImage)) return { image: baseImage, cache: { envHit: true, buildSeconds: 0 } };
       if (!deps.config.pullImages) throw new JobFailure('build_failed', `base image ${baseImage} for ${job.runtime} is not available on this runner (image pulls are disabled)`);
     }
@@ -213,6 +213,7 @@ export class JobRun {
         onLog: (line) => logs.system(`[build] ${line}`),
         signal: this.stopper.signal,
         pullBaseImage: deps.config.pullImages,
+        force: job.rebuildEnv,
         labels: { 'rgrid.env-key': job.envKey },
         docker: deps.docker,
       });

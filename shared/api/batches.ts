@@ -43,6 +43,8 @@ export const CreateBatchRequest = z.strictObject({
   reuseResults: z.boolean().default(false),
   /** Offer uploads for every blob, even ones already stored. */
   forceUpload: z.boolean().default(false),
+  /** Rebuild the environment even when its image exists. */
+  noCache: z.boolean().default(false),
 });
 export type CreateBatchRequest = z.input<typeof CreateBatchRequest>;
 

@@ -51,6 +51,8 @@ export const CreateExecutionRequest = z.strictObject({
   reuseResults: z.boolean().default(false),
   /** Offer uploads for every blob, even ones already stored (`--no-cache-inputs`). */
   forceUpload: z.boolean().default(false),
+  /** Rebuild the environment even when its image exists (`--no-cache`). */
+  noCache: z.boolean().default(false),
 });
 export type CreateExecutionRequest = z.input<typeof CreateExecutionRequest>;
 export type CreateExecutionParsed = z.output<typeof CreateExecutionRequest>;

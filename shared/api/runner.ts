@@ -59,6 +59,8 @@ export const Job = z.object({
   scriptKey: Sha256,
   envKey: Sha256,
   requirements: z.string().nullable(),
+  /** Rebuild the environment image even if it exists. */
+  rebuildEnv: z.boolean().default(false),
   inputs: z.array(JobInput),
   args: z.array(z.string()),
   env: z.record(z.string(), z.string()),

@@ -34,7 +34,7 @@ export async function loadBatch(c: AppContext, batchId: string) {
   return row;
 }
 
-async function addItems(c: AppContext, batchId: string, template: CreateBatch['template'], items: CreateBatch['items'], batchMetadata: Record<string, string>, opts: { reuseResults: boolean; forceUpload: boolean }) {
+async function addItems(c: AppContext, batchId: string, template: CreateBatch['template'], items: CreateBatch['items'], batchMetadata: Record<string, string>, opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean }) {
   const names = new Set<string>();
   for (const it of items) {
     if (names.has(it.inputName)) throw badRequest(`input "${it.inputName}" appears twice in the batch`, 'Each batch item needs a distinct inputName.');
@@ -54,6 +54,7 @@ async function addItems(c: AppContext, batchId: string, template: CreateBatch['t
     batchId,
     inputName: it.inputName,
     retryOf: null,
+    noCache: opts.noCache,
   }));
   const rows = await insertExecutions(c, specs);
   await tracker(c, batchId).addItems(rows.map((r) => ({ executionId: r.id, inputName: r.inputName! })));
@@ -98,16 +99,16 @@ export async function createBatch(c: AppContext, req: CreateBatch): Promise<Crea
     callbackUrl: null,
     callbackSecret: null,
   });
-  await c.get('db').update(schema.batches).set({ template: { ...req.template, reuseResults: req.reuseResults } }).where(eq(schema.batches.id, id));
-  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload });
+  await c.get('db').update(schema.batches).set({ template: { ...req.template, reuseResults: req.reuseResults, noCache: req.noCache } }).where(eq(schema.batches.id, id));
+  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload, noCache: req.noCache });
   return { batch: (await tracker(c, id).getSnapshot())!, ...added };
 }
 
 export async function appendItems(c: AppContext, batchId: string, req: AppendItems) {
   const batch = await loadBatch(c, batchId);
   if (batch.submittedAt) throw new ApiError('conflict', `batch ${batchId} was already submitted`, 'Create a new batch for more inputs.');
-  const template = batch.template as CreateBatch['template'] & { reuseResults?: boolean };
-  return addItems(c, batchId, template, req.items, batch.metadata, { reuseResults: !!template.reuseResults, forceUpload: false });
+  const template = batch.template as CreateBatch['template'] & { reuseResults?: boolean; noCache?: boolean };
+  return addItems(c, batchId, template, req.items, batch.metadata, { reuseResults: !!template.reuseResults, forceUpload: false, noCache: !!template.noCache });
 }
 
 /** Verifies every blob the batch's items need, then queues them all at once. */

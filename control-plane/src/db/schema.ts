@@ -128,6 +128,8 @@ export const executions = sqliteTable(
     inputName: text('input_name'),
     /** Result reuse: the earlier succeeded execution whose outputs this one reused. */
     reusedFrom: text('reused_from'),
+    /** `--no-cache`: rebuild the environment even when its image exists. */
+    noCache: integer('no_cache', { mode: 'boolean' }).notNull().default(false),
     envHit: integer('env_hit', { mode: 'boolean' }),
     buildSeconds: real('build_seconds'),
     durationMs: integer('duration_ms'),
@@ -275,6 +277,46 @@ export const servers = sqliteTable(
     registrationTokenId: text('registration_token_id'),
     createdAt: integer('created_at').notNull().default(now),
     deletedAt: integer('deleted_at'),
+    // fleet: when the autoscaler asked the server's runner to drain; since when that runner has
+    // had no job (idle timeout); why the server was deleted.
+    drainRequestedAt: integer('drain_requested_at'),
+    idleSince: integer('idle_since'),
+    deletedReason: text('deleted_reason'),
   },
   (t) => [index('servers_pool').on(t.poolId, t.status)],
 );
+
+// ---- fleet ----
+// The autoscaler (control-plane/src/fleet): per-pool scaling config, every decision it made with
+// its reason, and a short lock so the cron and the immediate check never scale a pool twice at once.
+
+/** Autoscaling settings of a pool: a FleetPoolConfig (shared/fleet/api.ts), validated on write. */
+export const fleetPools = sqliteTable('fleet_pools', {
+  poolId: text('pool_id').primaryKey().references(() => pools.id),
+  config: text('config', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  updatedAt: integer('updated_at').notNull().default(now),
+});
+
+export const fleetDecisions = sqliteTable(
+  'fleet_decisions',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    poolId: text('pool_id').notNull(),
+    at: integer('at').notNull(),
+    action: text('action', { enum: ['create', 'drain', 'delete', 'forget', 'hold', 'error'] }).notNull(),
+    serverId: text('server_id'),
+    providerId: text('provider_id'),
+    reason: text('reason').notNull(),
+    outcome: text('outcome', { enum: ['ok', 'failed', 'skipped'] }).notNull(),
+    error: text('error'),
+    /** What the autoscaler saw: queue depth, server and slot counts. */
+    details: text('details', { mode: 'json' }).$type<Record<string, unknown>>(),
+  },
+  (t) => [index('fleet_decisions_pool_at').on(t.poolId, t.at)],
+);
+
+export const fleetLocks = sqliteTable('fleet_locks', {
+  poolId: text('pool_id').primaryKey(),
+  holder: text('holder').notNull(),
+  expiresAt: integer('expires_at').notNull(),
+});

@@ -62,6 +62,7 @@ export interface ExecutionSpec {
   batchId: string | null;
   inputName: string | null;
   retryOf: string | null;
+  noCache?: boolean;
 }
 
 export function validateRequirements(text: string | null | undefined): void {
@@ -105,6 +106,7 @@ export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): P
       scriptKey: await memo(`s:${spec.runtime}:${spec.script.sha256}`, () => scriptKey(spec.runtime, spec.script.sha256)),
       envKey: await memo(`e:${spec.runtime}:${spec.requirements ?? ''}`, () => envKey(spec.runtime, baseImage, spec.requirements ?? '')),
       requirements: spec.requirements,
+      noCache: spec.noCache ?? false,
       inputs: spec.inputs,
       args: spec.args,
       env: spec.env,

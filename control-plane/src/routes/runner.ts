@@ -141,6 +141,7 @@ runnerRoutes.post('/claim', async (c) => {
         scriptKey: r.scriptKey,
         envKey: r.envKey,
         requirements: r.requirements,
+        rebuildEnv: r.noCache,
         inputs: await Promise.all(
           (r.inputs as InputFile[]).map(async (i) => ({
             ...i,

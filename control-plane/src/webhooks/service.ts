@@ -105,6 +105,7 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
     failFast: false,
     reuseResults: false,
     forceUpload: false,
+    noCache: false,
     metadata: { ...body.metadata, 'rgrid.webhook': hook.id, 'rgrid.delivery': deliveryId },
   });
   await db.update(schema.batches).set({ webhookId: hook.id, callbackUrl: body.callback_url ?? null }).where(eq(schema.batches.id, created.batch.id));

@@ -34,6 +34,8 @@ export interface EnsureEnvImageOptions {
    * it the error comes at once, naming the image.
    */
   pullBaseImage?: boolean;
+  /** Rebuild even when the tag exists, without BuildKit's layer cache (`rgrid run --no-cache`). */
+  force?: boolean;
   /** Extra image labels (the runner records the env key so it can list what it holds after a restart). */
   labels?: Record<string, string>;
   docker?: Docker;
@@ -73,7 +75,7 @@ export function ensureEnvImage(opts: EnsureEnvImageOptions): Promise<EnsureEnvIm
 
 async function ensureUncached(opts: EnsureEnvImageOptions): Promise<EnsureEnvImageResult> {
   const docker = opts.docker ?? new Docker();
-  if (await imageExists(docker, opts.tag)) return { cacheHit: true, buildSeconds: 0, tag: opts.tag };
+  if (!opts.force && (await imageExists(docker, opts.tag))) return { cacheHit: true, buildSeconds: 0, tag: opts.tag };
 
   const t0 = Date.now();
   await ensureBaseImage(docker, opts.baseImage, opts.pullBaseImage ?? false, opts.onLog);
@@ -123,6 +125,7 @@ async function runBuild(docker: Docker, ctxDir: string, opts: EnsureEnvImageOpti
       t: opts.tag,
       version: '2',
       networkmode: 'host',
+      ...(opts.force ? { nocache: true } : {}),
       labels: { ...opts.labels, 'rgrid.env': '1', 'rgrid.base': opts.baseImage },
       ...(opts.signal ? { abortSignal: opts.signal } : {}),
     },
