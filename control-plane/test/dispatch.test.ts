@@ -202,6 +202,18 @@ describe('dispatcher: claim, lease, heartbeat, completion', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
   });
 
+  it('a runner asked to drain gets no new work and is told to drain', async () => {
+    const t = await newTenant();
+    const runner = await newRunner(t);
+    await queuedExecution(t);
+    await env.DB.prepare(`UPDATE runners SET drain_requested = 1 WHERE id = ?`).bind(runner.runnerId).run();
+    expect((await claim(runner.runnerToken)).jobs).toEqual([]);
+    const hb = await call('POST', '/runner/v1/heartbeat', { token: runner.runnerToken, body: { activeJobs: 0 } });
+    expect(hb.json.drain).toBe(true);
+    const other = await newRunner(t, 'other');
+    expect((await claim(other.runnerToken)).jobs).toHaveLength(1);
+  });
+
   it('prefers a job whose environment the runner already holds', async () => {
     const t = await newTenant();
     const runner = await newRunner(t);

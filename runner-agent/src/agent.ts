@@ -41,6 +41,7 @@ export class RunnerAgent {
   private readonly running = new Set<JobRun>();
   private readonly heldEnvKeys = new Set<string>();
   private draining = false;
+  private drained: Promise<void> | undefined;
   private loops: Promise<void>[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly log: (line: string) => void;
@@ -174,12 +175,19 @@ export class RunnerAgent {
     }
   }
 
-  /** Stop claiming; wait for open claims to return and running jobs to finish. */
-  async drain(): Promise<void> {
+  /** Stop claiming; wait for open claims to return and running jobs to finish. Idempotent. */
+  drain(): Promise<void> {
     this.draining = true;
-    await Promise.all(this.loops);
-    await this.stopHeartbeat();
+    this.drained ??= (async () => {
+      await Promise.all(this.loops);
+      await this.stopHeartbeat();
+      this.onDrained?.();
+    })();
+    return this.drained;
   }
+
+  /** Called once a drain (asked by a signal or by the control plane) has finished. */
+  onDrained: (() => void) | undefined;
 
   /** Stop now: kill running jobs and give their leases back for immediate requeue. */
   async kill(): Promise<void> {

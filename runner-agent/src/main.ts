@@ -55,26 +55,37 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
     return 2;
   }
   const agent = new RunnerAgent(parsed.data);
+  let signals = 0;
+  let started = false;
+  let finish!: (code: number) => void;
+  const exit = new Promise<number>((resolve) => (finish = resolve));
+  // A drain the control plane asked for (autoscaler scale-down) ends the process cleanly too.
+  agent.onDrained = () => signals <= 1 && finish(0);
+  // Handlers go in before start(): a signal during start-up must not be lost (or kill us half-way).
+  const onSignal = (sig: string) => {
+    signals++;
+    if (!started) return; // acted on as soon as start() returns
+    if (signals === 1) {
+      console.log(`[rgrid-runner] ${sig}: draining (${agent.activeJobs} running job(s) will finish; signal again to stop now)`);
+      void agent.drain();
+    } else {
+      console.log(`[rgrid-runner] ${sig}: stopping running jobs and releasing their leases`);
+      void agent.kill().then(() => finish(130));
+    }
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   try {
     await agent.start();
   } catch (err) {
     console.error(`rgrid-runner: ${(err as Error).message}`);
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (sig: string) => {
-      signals++;
-      if (signals === 1) {
-        console.log(`[rgrid-runner] ${sig}: draining (${agent.activeJobs} running job(s) will finish; signal again to stop now)`);
-        // A second signal takes over: its exit code wins even if the drain ends first.
-        void agent.drain().then(() => signals === 1 && resolve(0));
-      } else {
-        console.log(`[rgrid-runner] ${sig}: stopping running jobs and releasing their leases`);
-        void agent.kill().then(() => resolve(130));
-      }
-    };
-    process.on('SIGTERM', () => onSignal('SIGTERM'));
-    process.on('SIGINT', () => onSignal('SIGINT'));
-  });
+  started = true;
+  if (signals === 1) void agent.drain();
+  else if (signals > 1) {
+    await agent.kill();
+    return 130;
+  }
+  return exit;
 }

@@ -103,8 +103,8 @@ describe('runner crashes and shutdowns', () => {
     expect(await runnerId('victim')).toBe(idA);
     b.kill('SIGTERM');
     a2.kill('SIGTERM');
-    expect(await exited(b)).toBe(0);
-    expect(await exited(a2)).toBe(0);
+    expect(await exited(b).catch((e) => { throw new Error(`${e.message}\n${b.output()}`); })).toBe(0);
+    expect(await exited(a2).catch((e) => { throw new Error(`${e.message}\n${a2.output()}`); })).toBe(0);
   }, 120_000);
 
   it('SIGTERM drains: the running job finishes and reports; a second signal releases the lease for immediate requeue', async () => {

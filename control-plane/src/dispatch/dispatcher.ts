@@ -501,7 +501,10 @@ export class Dispatcher extends DurableObject<Bindings> {
   async stats(): Promise<DispatcherStats> {
     const r = this.sql
       .exec<{ ready: number; leased: number }>(
-        `SELECT SUM(state = 'ready') AS ready, SUM(state != 'ready') AS leased FROM jobs`,
+        // "ready" counts only claimable jobs: those held back by a batch's --parallel cap are not
+        // work a new runner could take (the autoscaler sizes the fleet from this).
+        `SELECT SUM(j.state = 'ready' AND (c.batch_id IS NULL OR c.active < c.parallel)) AS ready, SUM(j.state != 'ready') AS leased
+         FROM jobs j LEFT JOIN batch_caps c ON c.batch_id = j.batch_id`,
       )
       .one();
     return { ready: r.ready ?? 0, leased: r.leased ?? 0, waiters: this.waiters.size };

@@ -104,7 +104,14 @@ runnerRoutes.post('/claim', async (c) => {
   const body = await readJson(c, ClaimRequest);
   const runner = c.get('runner');
   const db = c.get('db');
-  await db.update(schema.runners).set({ lastSeenAt: c.get('now')() }).where(eq(schema.runners.id, runner.runnerId));
+  const me = await db
+    .update(schema.runners)
+    .set({ lastSeenAt: c.get('now')() })
+    .where(eq(schema.runners.id, runner.runnerId))
+    .returning({ drainRequested: schema.runners.drainRequested })
+    .get();
+  // A runner asked to drain gets no new work; it learns to drain at its next heartbeat.
+  if (me?.drainRequested) return c.json({ jobs: [] } satisfies ClaimResponse);
   const claimed = await dispatcher(c, runner.poolName).claim({
     runnerId: runner.runnerId,
     maxJobs: body.maxJobs,
