@@ -15,6 +15,8 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 120_000,
           pool: 'forks',
+          // Nothing a test starts may reach a registry: runners never pull missing images here.
+          env: { RGRID_RUNNER_PULL_IMAGES: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' },
         },
       },
     ],

@@ -80,6 +80,8 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions): Pr
     bindings: opts.bindings,
     host: '127.0.0.1',
     port: opts.port ?? 0,
+    // No request.cf data: Miniflare would otherwise fetch it from the internet at every start.
+    cf: false,
   });
   const url = (await mf.ready).toString().replace(/\/$/, '');
   await applyMigrations(mf);
