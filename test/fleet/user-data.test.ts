@@ -166,7 +166,7 @@ describe('rgrid fleet', () => {
     const text = formatPool(p, now);
     expect(text).toContain('queue    7 waiting, 4 running');
     expect(text).toContain('slots    4 total, 4 busy, 0 free');
-    expect(text).toMatch(/rgrid-default-a\s+active\s+42\s+rnr_a\s+10m 0s ago/);
+    expect(text).toMatch(/rgrid-default-a\s+active\s+42\s+rnr_a\s+10m ago/);
     expect(text).toMatch(/rnr_a\s+rgrid-default-a\s+srv_a\s+4\/4\s+serving/);
     expect(text).toMatch(/create\s+ok\s+7 job\(s\) waiting/);
   });
