@@ -41,6 +41,8 @@ export class RunnerAgent {
   private readonly running = new Set<JobRun>();
   private readonly heldEnvKeys = new Set<string>();
   private draining = false;
+  /** Set by kill(): jobs that still arrive from an open claim are given back, not run. */
+  private stopping = false;
   private drained: Promise<void> | undefined;
   private loops: Promise<void>[] = [];
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -149,7 +151,13 @@ export class RunnerAgent {
         await sleep(delay);
         continue;
       }
-      for (const job of jobs) await this.runJob(job);
+      for (const job of jobs) {
+        if (this.stopping) {
+          await this.api.release(job.executionId, job.attempt).catch(() => undefined);
+          continue;
+        }
+        await this.runJob(job);
+      }
     }
   }
 
@@ -192,6 +200,11 @@ export class RunnerAgent {
   /** Stop now: kill running jobs and give their leases back for immediate requeue. */
   async kill(): Promise<void> {
     this.draining = true;
+    this.stopping = true;
+    for (const run of this.running) run.shutdown();
+    while (this.running.size) await sleep(50);
+    // Open long-polls may still hand out a job; wait for them (bounded) so it is released, not lost.
+    await Promise.race([Promise.all(this.loops), sleep(this.config.claimWaitSeconds * 1000 + 2000)]);
     for (const run of this.running) run.shutdown();
     while (this.running.size) await sleep(50);
     await this.stopHeartbeat();
