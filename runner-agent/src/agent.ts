@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
+import { rootCertificates } from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
 import type { Job } from '../../shared/api/runner.js';
 import { ApiCallError, RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
@@ -40,6 +42,7 @@ export class RunnerAgent {
   private readonly docker: Docker;
   private readonly running = new Set<JobRun>();
   private readonly heldEnvKeys = new Set<string>();
+  private remoteDispatcher: Dispatcher | undefined;
   private draining = false;
   /** Set by kill(): jobs that still arrive from an open claim are given back, not run. */
   private stopping = false;
@@ -72,6 +75,10 @@ export class RunnerAgent {
       throw new Error(`Docker daemon not reachable (${(err as Error).message}). Start Docker (on this machine: .ci/docker-up.sh) or set DOCKER_HOST.`);
     }
     await mkdir(this.config.workDir, { recursive: true });
+    if (this.config.remoteCaFile) {
+      const extra = await readFile(this.config.remoteCaFile, 'utf8');
+      this.remoteDispatcher = new Agent({ connect: { ca: [...rootCertificates, extra] } });
+    }
     this.identity = await this.loadOrRegister();
     this.api.token = this.identity.runnerToken;
     this.runtime = new DockerRuntime({ runnerId: this.identity.runnerId, docker: this.docker });
@@ -172,6 +179,7 @@ export class RunnerAgent {
       leaseMs: this.identity!.leaseSeconds * 1000,
       heldEnvKeys: this.heldEnvKeys,
       log: this.log,
+      remoteDispatcher: this.remoteDispatcher,
     });
     this.running.add(run);
     this.log(`job ${job.executionId} attempt ${job.attempt} started`);

@@ -39,6 +39,8 @@ export const RunnerConfigSchema = z
     claimWaitSeconds: z.coerce.number().min(0).max(25).default(20),
     /** Streamed log cap per attempt; the full log is still kept as an artifact. */
     maxStreamedLogBytes: z.coerce.number().int().min(1024).default(10 * 1024 * 1024),
+    /** Extra CA certificates (PEM file) trusted when fetching remote inputs (private https sources). */
+    remoteCaFile: z.string().optional(),
     /** Labels reported at registration (the autoscaler sets rgrid.server). */
     labels: z.record(z.string(), z.string()).default({}),
   })
@@ -58,6 +60,7 @@ export const FLAGS = {
   'pull-images': 'pullImages',
   'pids-limit': 'pidsLimit',
   'claim-wait': 'claimWaitSeconds',
+  'remote-ca-file': 'remoteCaFile',
 } as const;
 
 export interface ConfigSources {

@@ -10,7 +10,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { LIMITS } from '../../shared/limits.js';
 import type { PresignedRequest } from '../../shared/api/common.js';
 
@@ -73,6 +73,37 @@ export async function downloadVerified(spec: DownloadSpec, signal?: AbortSignal)
     const digest = hash.digest('hex');
     if (digest !== spec.sha256) throw new TransferError(`${spec.label} failed its checksum (expected ${spec.sha256.slice(0, 12)}…, got ${digest.slice(0, 12)}…)`);
     await rename(tmp, spec.dest);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Fetches a remote input (webhook deliveries): https only, no redirects, at most `maxBytes`,
+ * written to a temporary file renamed into place when complete.
+ */
+export async function fetchRemote(url: string, dest: string, maxBytes: number, dispatcher?: Dispatcher, signal?: AbortSignal): Promise<number> {
+  const u = new URL(url);
+  if (u.protocol !== 'https:') throw new TransferError(`remote input ${url} is not https`);
+  await mkdir(dirname(dest), { recursive: true });
+  const tmp = `${dest}.rgrid-partial`;
+  const res = await request(url, { method: 'GET', dispatcher, signal, headersTimeout: 30_000, bodyTimeout: 60_000 });
+  if (res.statusCode !== 200) {
+    await res.body.text().catch(() => '');
+    throw new TransferError(`remote input ${url} answered ${res.statusCode}`);
+  }
+  let size = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(res.body, sizeGuard(maxBytes, `remote input ${url}`), count, createWriteStream(tmp));
+    await rename(tmp, dest);
+    return size;
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;

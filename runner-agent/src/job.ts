@@ -14,7 +14,8 @@ import { normalizeRequirements } from '../../shared/requirements.js';
 import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 import { LogShipper } from './logs.js';
-import { contentTypeFor, downloadVerified, scanTree, sha256File, type FileEntry } from './files.js';
+import { contentTypeFor, downloadVerified, fetchRemote, scanTree, sha256File, type FileEntry } from './files.js';
+import type { Dispatcher } from 'undici';
 import { gzipFile, isMultipart, progressReporter, shouldCompress, uploadMultipart, uploadSingle } from './upload.js';
 import { EnvBuildError, ensureEnvImage } from './docker/build.js';
 import { ImageMissingError, type ContainerRuntime } from './docker/runtime.js';
@@ -31,6 +32,8 @@ export interface JobDeps {
   /** Env keys of images this runner holds (reported for dispatcher affinity). */
   heldEnvKeys: Set<string>;
   log: (line: string) => void;
+  /** undici dispatcher for remote input fetches (extra CA certificates), if configured. */
+  remoteDispatcher?: Dispatcher;
 }
 
 interface Outcome {
@@ -145,6 +148,12 @@ export class JobRun {
         const progress = input.size > 10 * 1024 * 1024 ? progressReporter(`downloading ${input.path}`, input.size, (l) => logs.system(l)) : undefined;
         await downloadVerified({ ...input, dest, label: `input ${input.path}`, onBytes: progress && ((n) => progress.add(n)) }, signal);
       }
+      for (const remote of job.remoteInputs) {
+        const dest = resolve(work, remote.path);
+        if (!dest.startsWith(work + sep)) throw new Error(`input path ${remote.path} leaves /work`);
+        const size = await fetchRemote(remote.url, dest, LIMITS.maxFileBytes, deps.remoteDispatcher, signal);
+        logs.system(`[rgrid] fetched ${remote.url} (${size} bytes) as ${remote.path}`);
+      }
     } catch (err) {
       if (signal.aborted) throw new JobFailure('canceled', 'stopped while downloading inputs');
       throw new JobFailure('input_error', (err as Error).message);
@@ -155,7 +164,7 @@ export class JobRun {
 
     // 3. Run.
     const args = [...job.args];
-    for (const input of job.inputs) if (input.arg !== undefined && input.arg < args.length) args[input.arg] = `/work/${input.path}`;
+    for (const input of [...job.inputs, ...job.remoteInputs]) if (input.arg !== undefined && input.arg < args.length) args[input.arg] = `/work/${input.path}`;
     const scriptInContainer = `/opt/rgrid/${job.script.name}`;
     const memoryMb = Math.min(job.limits.memoryMb, deps.config.maxMemoryMb);
     const res = await deps.runtime.runJob({

@@ -23,6 +23,7 @@ Options (each also read from RGRID_RUNNER_<NAME>, e.g. RGRID_RUNNER_API_URL):
   --pull-images              pull missing base images from their registry (default: off)
   --pids-limit N             process limit per job container (default: 256)
   --claim-wait SECONDS       long-poll wait per claim, 0-25 (default: 20)
+  --remote-ca-file FILE      extra CA certificates (PEM) trusted for remote https inputs
   -h, --help                 show this help
 
 Environment only: RGRID_RUNNER_IMAGE_<RUNTIME>=image (e.g. RGRID_RUNNER_IMAGE_PYTHON3_11),

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { LIMITS } from '../limits.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { ExecutionId, RunnerId } from '../ids.js';
-import { ContentEncoding, FileRef, PresignedRequest, Runtime, Sha256, StringMap, Timestamp } from './common.js';
+import { ContentEncoding, FileRef, PresignedRequest, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
 import { InputFile, Limits, LogStream, ScriptRef } from './executions.js';
 
 export const RegisterRunnerRequest = z.strictObject({
@@ -50,6 +50,10 @@ export type ClaimRequest = z.input<typeof ClaimRequest>;
 export const JobInput = InputFile.extend({ encoding: ContentEncoding, download: PresignedRequest });
 export type JobInput = z.infer<typeof JobInput>;
 
+/** An input the runner fetches itself (https, from a host the webhook owner allowed). */
+export const RemoteInput = z.object({ path: RelativePath, url: z.string().url(), arg: z.number().int().min(0).optional() });
+export type RemoteInput = z.infer<typeof RemoteInput>;
+
 export const Job = z.object({
   executionId: ExecutionId,
   attempt: z.number().int().min(1),
@@ -62,6 +66,7 @@ export const Job = z.object({
   /** Rebuild the environment image even if it exists. */
   rebuildEnv: z.boolean().default(false),
   inputs: z.array(JobInput),
+  remoteInputs: z.array(RemoteInput).default([]),
   args: z.array(z.string()),
   env: z.record(z.string(), z.string()),
   limits: Limits,

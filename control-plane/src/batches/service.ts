@@ -34,7 +34,16 @@ export async function loadBatch(c: AppContext, batchId: string) {
   return row;
 }
 
-async function addItems(c: AppContext, batchId: string, template: CreateBatch['template'], items: CreateBatch['items'], batchMetadata: Record<string, string>, opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean }) {
+type Remote = NonNullable<ExecutionSpec['remoteInputs']>;
+
+async function addItems(
+  c: AppContext,
+  batchId: string,
+  template: CreateBatch['template'],
+  items: CreateBatch['items'],
+  batchMetadata: Record<string, string>,
+  opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean; remoteInputs?: Map<string, Remote> },
+) {
   const names = new Set<string>();
   for (const it of items) {
     if (names.has(it.inputName)) throw badRequest(`input "${it.inputName}" appears twice in the batch`, 'Each batch item needs a distinct inputName.');
@@ -55,6 +64,7 @@ async function addItems(c: AppContext, batchId: string, template: CreateBatch['t
     inputName: it.inputName,
     retryOf: null,
     noCache: opts.noCache,
+    remoteInputs: opts.remoteInputs?.get(it.inputName) ?? [],
   }));
   const rows = await insertExecutions(c, specs);
   await tracker(c, batchId).addItems(rows.map((r) => ({ executionId: r.id, inputName: r.inputName! })));
@@ -80,7 +90,8 @@ async function countItems(c: AppContext, batchId: string): Promise<number> {
   return snap?.counts.total ?? 0;
 }
 
-export async function createBatch(c: AppContext, req: CreateBatch): Promise<CreateBatchResponse> {
+/** `remoteInputs` (per input name) is only for webhook deliveries, whose hosts were checked. */
+export async function createBatch(c: AppContext, req: CreateBatch, remoteInputs?: Map<string, Remote>): Promise<CreateBatchResponse> {
   validateRequirements(req.template.requirements);
   await requirePool(c.get('db'), req.template.pool);
   const { accountId } = c.get('caller');
@@ -100,7 +111,7 @@ export async function createBatch(c: AppContext, req: CreateBatch): Promise<Crea
     callbackSecret: null,
   });
   await c.get('db').update(schema.batches).set({ template: { ...req.template, reuseResults: req.reuseResults, noCache: req.noCache } }).where(eq(schema.batches.id, id));
-  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload, noCache: req.noCache });
+  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload, noCache: req.noCache, remoteInputs });
   return { batch: (await tracker(c, id).getSnapshot())!, ...added };
 }
 
@@ -214,6 +225,8 @@ export async function retry(c: AppContext, req: Retry): Promise<{ executions: Ex
       batchId: o.batchId,
       inputName: o.inputName,
       retryOf: o.id,
+      noCache: o.noCache,
+      remoteInputs: o.remoteInputs,
     })),
   );
   const byBatch = new Map<string, { originals: string[]; items: { executionId: string; inputName: string }[] }>();

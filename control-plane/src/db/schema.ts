@@ -117,6 +117,8 @@ export const executions = sqliteTable(
     envKey: text('env_key').notNull(),
     requirements: text('requirements'),
     inputs: text('inputs', { mode: 'json' }).notNull(),
+    /** Inputs the runner fetches from an https URL before the job (webhook deliveries only). */
+    remoteInputs: text('remote_inputs', { mode: 'json' }).$type<{ path: string; url: string; arg?: number }[]>().notNull().default([]),
     args: text('args', { mode: 'json' }).$type<string[]>().notNull(),
     env: text('env', { mode: 'json' }).$type<Record<string, string>>().notNull(),
     limits: text('limits', { mode: 'json' }).notNull(),

@@ -63,6 +63,8 @@ export interface ExecutionSpec {
   inputName: string | null;
   retryOf: string | null;
   noCache?: boolean;
+  /** Fetched by the runner (webhook deliveries with allowlisted https URLs). */
+  remoteInputs?: { path: string; url: string; arg?: number }[];
 }
 
 export function validateRequirements(text: string | null | undefined): void {
@@ -107,6 +109,7 @@ export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): P
       envKey: await memo(`e:${spec.runtime}:${spec.requirements ?? ''}`, () => envKey(spec.runtime, baseImage, spec.requirements ?? '')),
       requirements: spec.requirements,
       noCache: spec.noCache ?? false,
+      remoteInputs: spec.remoteInputs ?? [],
       inputs: spec.inputs,
       args: spec.args,
       env: spec.env,

@@ -156,6 +156,7 @@ runnerRoutes.post('/claim', async (c) => {
             download: await get(r.accountId, i.sha256),
           })),
         ),
+        remoteInputs: r.remoteInputs,
         args: r.args,
         env: r.env,
         limits: r.limits as Job['limits'],

@@ -76,10 +76,11 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
   const db = c.get('db');
   const names = new Set<string>();
   const items = [];
+  const remote = new Map<string, { path: string; url: string; arg?: number }[]>();
   for (const input of body.inputs) {
     if (names.has(input.name)) throw badRequest(`input "${input.name}" appears twice`, 'Give each input a distinct name.');
     names.add(input.name);
-    let ref: { sha256: string; size: number };
+    let ref: { sha256: string; size: number } | null;
     if (input.content !== undefined) {
       const bytes = decodeInline(input.content, input.encoding);
       if (bytes.length > MAX_INLINE_INPUT_BYTES) throw new ApiError('payload_too_large', `inline input ${input.name} is larger than ${MAX_INLINE_INPUT_BYTES} bytes`, 'Upload larger files first and pass their sha256.');
@@ -89,13 +90,22 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
     } else if (input.sha256 !== undefined) {
       ref = { sha256: input.sha256, size: input.size! };
     } else {
-      throw badRequest(`input ${input.name}: URL inputs are not accepted by this webhook`, 'Send the content inline or upload it and pass its sha256.');
+      const url = new URL(input.url!);
+      if (url.protocol !== 'https:' || !hook.allowedHosts.includes(url.host.toLowerCase())) {
+        throw badRequest(`input ${input.name}: ${url.protocol}//${url.host} is not an allowed source`, `This webhook fetches only https URLs on hosts it allows (${hook.allowedHosts.join(', ') || 'none'}); recreate it with --allow-host.`);
+      }
+      ref = null;
     }
     const args = template.args.includes('{}') ? template.args.map((a) => (a === '{}' ? input.name : a)) : [...template.args, input.name];
     const argIndex = args.indexOf(input.name);
-    items.push({ inputName: input.name, args, inputs: [{ path: input.name, ...ref, ...(argIndex >= 0 ? { arg: argIndex } : {}) }], metadata: {} });
+    const arg = argIndex >= 0 ? { arg: argIndex } : {};
+    if (ref) items.push({ inputName: input.name, args, inputs: [{ path: input.name, ...ref, ...arg }], metadata: {} });
+    else {
+      items.push({ inputName: input.name, args, inputs: [], metadata: {} });
+      remote.set(input.name, [{ path: input.name, url: input.url!, ...arg }]);
+    }
   }
-  await confirmBlobs(db, store, hook.accountId, items.map((i) => ({ ...i.inputs[0]!, label: `input ${i.inputName}` })));
+  await confirmBlobs(db, store, hook.accountId, items.filter((i) => i.inputs.length).map((i) => ({ ...i.inputs[0]!, label: `input ${i.inputName}` })));
   const { parallel, args: _args, ...batchTemplate } = template;
   const created = await createBatch(c, {
     name: `webhook ${hook.name}`,
@@ -107,7 +117,7 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
     forceUpload: false,
     noCache: false,
     metadata: { ...body.metadata, 'rgrid.webhook': hook.id, 'rgrid.delivery': deliveryId },
-  });
+  }, remote);
   await db.update(schema.batches).set({ webhookId: hook.id, callbackUrl: body.callback_url ?? null }).where(eq(schema.batches.id, created.batch.id));
   if (body.callback_url) await tracker(c, created.batch.id).setCallback(body.callback_url, hook.secret);
   await submitBatch(c, created.batch.id);

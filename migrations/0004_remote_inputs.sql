@@ -1,0 +1,1 @@
+ALTER TABLE `executions` ADD `remote_inputs` text DEFAULT '[]' NOT NULL;
