@@ -136,11 +136,19 @@ function retried(count: (n: number) => void, opts: UploadOptions, send: (count: 
   return withRetry(
     IDEMPOTENT,
     async () => {
+      // A retry starts the file over: the failed try's bytes are taken back, and reads that
+      // land after the failure are not counted.
       let counted = 0;
+      let live = true;
       try {
-        await send((n) => ((counted += n), count(n)));
+        await send((n) => {
+          if (!live) return;
+          counted += n;
+          count(n);
+        });
       } catch (err) {
-        count(-counted); // a retry starts the file over
+        live = false;
+        count(-counted);
         throw err;
       }
     },

@@ -1,0 +1,86 @@
+/**
+ * The local stack for benches: `startStack` from cli/dev/stack.ts (the same code `rgrid dev`
+ * runs: control plane in Miniflare/workerd, signature-verifying S3 store on loopback, bootstrap
+ * through the admin API) in a throwaway data dir on a free port, with runner processes started by
+ * the bench itself through the same `spawnRunner` `rgrid dev` uses, so a bench can point a runner
+ * at a counting proxy or restart it between phases.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startStack, type Stack } from '../../cli/dev/stack.js';
+import { spawnRunner, stopRunners, type RunnerProcess } from '../../cli/dev/runners.js';
+import { PIP_INDEX_URL } from './env.js';
+import { Api } from './api.js';
+
+export interface BenchStack {
+  stack: Stack;
+  api: Api;
+  dir: string;
+  runners: RunnerProcess[];
+  /**
+   * Starts a runner process with `slots` slots, talking to `apiUrl` (default: the control plane),
+   * and resolves once it has registered and started claiming.
+   */
+  addRunner(opts: { slots: number; apiUrl?: string; env?: Record<string, string> }): Promise<RunnerProcess>;
+  /** Stops every runner this stack started (drain, then stop now). */
+  stopRunners(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startBenchStack(opts: { workerVars?: Record<string, string>; log?: (line: string) => void } = {}): Promise<BenchStack> {
+  const dir = await mkdtemp(join(tmpdir(), 'rgrid-bench-'));
+  process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= 'false';
+  const stack = await startStack({
+    dataDir: join(dir, 'stack'),
+    port: 0,
+    runners: 0,
+    ...(opts.workerVars ? { workerVars: opts.workerVars } : {}),
+    onMessage: (l) => opts.log?.(l),
+  });
+  const runners: RunnerProcess[] = [];
+  let n = 0;
+  const bench: BenchStack = {
+    stack,
+    api: new Api(stack.apiUrl, stack.apiKey),
+    dir,
+    runners,
+    async addRunner(r) {
+      n++;
+      let ready!: () => void;
+      const serving = new Promise<void>((r) => (ready = r));
+      const proc = await spawnRunner({
+        index: n,
+        apiUrl: r.apiUrl ?? stack.apiUrl,
+        registrationToken: stack.registrationToken,
+        pool: stack.pool,
+        slots: r.slots,
+        workDir: join(dir, 'runners', String(n)),
+        pipIndexUrl: PIP_INDEX_URL,
+        logFile: join(dir, `runner-${n}.log`),
+        // As `rgrid dev` starts them, except that nothing may be pulled from a registry here.
+        env: { RGRID_RUNNER_CLAIM_WAIT: '5', RGRID_RUNNER_NAME: `bench-${n}`, RGRID_RUNNER_PULL_IMAGES: 'false', ...r.env },
+        onLine: (line) => {
+          if (line.includes('serving pool')) ready();
+        },
+      });
+      runners.push(proc);
+      const exited = proc.exited.then((code) => {
+        throw new Error(`runner ${n} exited (${code}) before it started serving; see ${join(dir, `runner-${n}.log`)}`);
+      });
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`runner ${n} did not start within 60 s`)), 60_000).unref());
+      await Promise.race([serving, exited, timeout]);
+      return proc;
+    },
+    async stopRunners() {
+      const live = runners.splice(0);
+      if (live.length) await stopRunners(live);
+    },
+    async stop() {
+      await bench.stopRunners().catch(() => undefined);
+      await stack.stop();
+      if (process.env.BENCH_KEEP_DIR !== '1') await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return bench;
+}
