@@ -24,7 +24,6 @@ export const COMMANDS: Record<string, Loader> = {
   list: () => load(import('./commands/list.js')),
   download: () => load(import('./commands/download.js')),
   cancel: () => load(import('./commands/cancel.js')),
-  cache: () => load(import('./commands/cache.js')),
   retry: () => load(import('./commands/retry.js')),
   webhook: () => load(import('./commands/webhook.js')),
   login: () => load(import('./commands/login.js')),

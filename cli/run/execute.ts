@@ -20,7 +20,7 @@ import { removeTempDirsSync } from '../transfer/encoding.js';
 import { abortActiveMultipart } from '../transfer/multipart.js';
 import { expiredLine, expiryWarnings } from '../transfer/retention.js';
 import { uploadBlobs } from '../transfer/upload.js';
-import { bold, cyan, formatBytes, log, note, red } from '../ui.js';
+import { bold, cyan, formatBytes, green, log, note, red } from '../ui.js';
 import { cacheReportLines } from './cache-report.js';
 import { consoleSink, followLogs } from './follow.js';
 import { outcomeOf } from './outcome.js';

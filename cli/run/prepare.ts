@@ -68,7 +68,6 @@ export function formatRefusedLines(problems: RequirementProblem[]): string {
  */
 async function readRequirements(scriptPath: string, cwd: string, given?: string): Promise<{ path: string; display: string; text: string; count: number } | undefined> {
   const path = given !== undefined ? resolve(cwd, given) : join(dirname(scriptPath), 'requirements.txt');
-  // Errors name the file as the user can find it; the "Detected …" line says requirements.txt.
   const display = given ?? displayPath(path, cwd);
   let text: string;
   try {
@@ -94,7 +93,7 @@ async function readRequirements(scriptPath: string, cwd: string, given?: string)
       'List packages as names with optional versions (e.g. numpy==1.26.4); package sources are set by the runner operator. Nothing was sent.',
     );
   }
-  return { path, display: given ?? 'requirements.txt', text, count: parsed.requirements.length };
+  return { path, display, text, count: parsed.requirements.length };
 }
 
 export async function prepareRun(spec: RunSpec): Promise<PreparedRun> {

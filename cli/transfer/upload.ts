@@ -136,19 +136,11 @@ function retried(count: (n: number) => void, opts: UploadOptions, send: (count: 
   return withRetry(
     IDEMPOTENT,
     async () => {
-      // A retry starts the file over: the failed try's bytes are taken back, and reads that
-      // land after the failure are not counted.
       let counted = 0;
-      let live = true;
       try {
-        await send((n) => {
-          if (!live) return;
-          counted += n;
-          count(n);
-        });
+        await send((n) => ((counted += n), count(n)));
       } catch (err) {
-        live = false;
-        count(-counted);
+        count(-counted); // a retry starts the file over
         throw err;
       }
     },
