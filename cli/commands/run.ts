@@ -5,7 +5,6 @@ import { executeRun } from '../run/execute.js';
 import { prepareRun } from '../run/prepare.js';
 import { parseCpus, parseDuration, parseMemory, parsePairs } from '../run/values.js';
 import { API_FLAGS, JSON_FLAG, bool, list, str, type CommandSpec } from './_args.js';
-import { BATCH_FLAGS, runBatchFromArgs, wantsBatch } from './_batch.js';
 import { apiContext, command, printJson } from './_shared.js';
 
 export const spec: CommandSpec = {
@@ -24,8 +23,7 @@ export const spec: CommandSpec = {
     metadata: { type: 'string', multiple: true, valueHint: 'K=V', description: 'Label the execution (filter with `rgrid list --metadata`)' },
     pool: { type: 'string', valueHint: 'name', description: 'Runner pool (default "default")' },
     'remote-only': { type: 'boolean', description: 'Do not download outputs; print how to download them later' },
-    'output-dir': { type: 'string', valueHint: 'dir', description: 'Where outputs go (default: the current directory; batches: ./outputs)' },
-    ...BATCH_FLAGS,
+    'output-dir': { type: 'string', valueHint: 'dir', description: 'Where outputs go (default: the current directory)' },
     ...JSON_FLAG,
     ...API_FLAGS,
   },
@@ -33,7 +31,6 @@ export const spec: CommandSpec = {
     'rgrid run analyze.py data.csv',
     'rgrid run train.py --memory 8g --timeout 2h --env SEED=42 data/train.csv',
     'rgrid run report.py data.csv -- --format html   (after --: passed as is)',
-    "rgrid run process.py --batch 'data/*.csv' --parallel 10   (one execution per file)",
   ],
 };
 
@@ -64,7 +61,6 @@ export default command(spec, async (args) => {
     pool,
     cwd,
   });
-  if (wantsBatch(args)) return runBatchFromArgs(args, prepared, cwd);
   // Configuration problems (no API key) surface after local checks, so a typo in a file name
   // is reported first: it is the cheaper fix.
   const { client } = await apiContext(args);
