@@ -1,5 +1,6 @@
 /** /api/v1/executions: one function per call, no retries here (see client.ts for budgets). */
 import {
+  ArtifactResponse,
   CancelExecutionResponse,
   CreateExecutionResponse,
   ExecutionResponse,
@@ -45,6 +46,11 @@ export function list(http: Http, q: ListQuery, signal?: AbortSignal) {
 
 export function artifacts(http: Http, id: string, signal?: AbortSignal) {
   return http.request('GET', path(id, '/artifacts'), { schema: ListArtifactsResponse, signal });
+}
+
+/** One artifact with a fresh download URL; an expired one answers 404 "… expired on <date>". */
+export function artifact(http: Http, id: string, artifactId: string, signal?: AbortSignal) {
+  return http.request('GET', path(id, `/artifacts/${encodeURIComponent(artifactId)}`), { schema: ArtifactResponse, signal });
 }
 
 export interface LogsQuery {

@@ -74,7 +74,7 @@ export class Http {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
   }
 
-  async request<S extends z.ZodType>(method: 'GET' | 'POST', path: string, ro: RequestOptions<S>): Promise<z.output<S>> {
+  async request<S extends z.ZodType>(method: 'GET' | 'POST' | 'DELETE', path: string, ro: RequestOptions<S>): Promise<z.output<S>> {
     const url = new URL(this.baseUrl + path);
     for (const [k, v] of Object.entries(ro.query ?? {})) {
       if (v === undefined) continue;

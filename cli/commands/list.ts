@@ -8,18 +8,20 @@ import { parsePairs, parsePositiveInt } from '../run/values.js';
 import { formatDuration, out } from '../ui.js';
 import { API_FLAGS, JSON_FLAG, bool, list, str, type CommandSpec } from './_args.js';
 import { colorStatus } from './status.js';
+import { formatBatchTable } from '../batch/status.js';
 import { apiContext, command, printJson } from './_shared.js';
 
 const { dim } = out;
 
 export const spec: CommandSpec = {
   name: 'list',
-  description: 'List your executions, newest first',
+  description: 'List your executions (or, with --batches, your batches), newest first',
   positionals: [],
   flags: {
     status: { type: 'string', valueHint: 'state', description: `Only executions in this state: ${EXECUTION_STATES.join(', ')}` },
     metadata: { type: 'string', multiple: true, valueHint: 'K=V', description: 'Only executions labeled K=V (all given pairs must match)' },
     limit: { type: 'string', valueHint: 'n', description: `How many (1-${LIMITS.maxPageSize}, default 20)` },
+    batches: { type: 'boolean', description: 'List batches (id, status, progress, failures) instead of executions' },
     ...JSON_FLAG,
     ...API_FLAGS,
   },
@@ -48,6 +50,18 @@ export default command(spec, async (args) => {
   const limitRaw = str(args, 'limit');
   const limit = limitRaw === undefined ? 20 : parsePositiveInt(limitRaw, 'limit', LIMITS.maxPageSize);
   const pairs = parsePairs(list(args, 'metadata'), 'metadata');
+  if (bool(args, 'batches')) {
+    if (status !== undefined || list(args, 'metadata').length) throw usageError('--status and --metadata filter executions, not batches', 'Use `rgrid list --batches` alone (with --limit), or without --batches.');
+    const { client } = await apiContext(args);
+    const res = await client.listBatches({ limit });
+    if (bool(args, 'json')) printJson(res);
+    else if (!res.batches.length) process.stdout.write('No batches yet.\n');
+    else {
+      process.stdout.write(formatBatchTable(res.batches) + '\n');
+      if (res.nextCursor) process.stdout.write(dim(`Showing the newest ${res.batches.length}; use --limit to see more.`) + '\n');
+    }
+    return;
+  }
   const { client } = await apiContext(args);
   const res = await client.list({
     status: status as ExecutionState | undefined,

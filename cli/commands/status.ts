@@ -3,15 +3,17 @@ import type { Execution } from '../../shared/api/executions.js';
 import { isFinal } from '../../shared/lifecycle.js';
 import { durationMs, outcomeOf } from '../run/outcome.js';
 import { formatDuration, out } from '../ui.js';
+import { formatBatchStatus } from '../batch/status.js';
 import { API_FLAGS, JSON_FLAG, bool, type CommandSpec } from './_args.js';
+import { batchIdArg } from './_batch.js';
 import { apiContext, command, executionIdArg, printJson } from './_shared.js';
 
 const { bold, dim, green, red, yellow } = out;
 
 export const spec: CommandSpec = {
   name: 'status',
-  description: 'Show the state of an execution and how it ended',
-  positionals: [{ name: 'ID', description: 'Execution id (exec_…)', required: true }],
+  description: 'Show the state of an execution (or a batch: counts and failures) and how it ended',
+  positionals: [{ name: 'ID', description: 'Execution id (exec_…) or batch id (batch_…)', required: true }],
   flags: { ...JSON_FLAG, ...API_FLAGS },
 };
 
@@ -59,6 +61,14 @@ export function formatStatus(e: Execution): string {
 }
 
 export default command(spec, async (args) => {
+  if (args.positionals[0]?.startsWith('batch_')) {
+    const batchId = batchIdArg(args.positionals[0]);
+    const { client } = await apiContext(args);
+    const { batch } = await client.getBatch(batchId);
+    if (bool(args, 'json')) printJson({ batch });
+    else process.stdout.write(formatBatchStatus(batch) + '\n');
+    return;
+  }
   const id = executionIdArg(args.positionals[0]);
   const { client } = await apiContext(args);
   const { execution } = await client.get(id);

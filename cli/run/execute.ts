@@ -10,12 +10,18 @@
 import { rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { Execution } from '../../shared/api/executions.js';
+import type { CacheReport } from '../../shared/api/cache.js';
+import type { Artifact, Execution } from '../../shared/api/executions.js';
 import type { RGridClient } from '../api/client.js';
+import { ApiError } from '../api/http.js';
 import { CLI_EXIT, CliError } from '../errors.js';
 import { displayPath, downloadAll, partials, type Downloaded } from '../transfer/download.js';
+import { removeTempDirsSync } from '../transfer/encoding.js';
+import { abortActiveMultipart } from '../transfer/multipart.js';
+import { expiredLine, expiryWarnings } from '../transfer/retention.js';
 import { uploadBlobs } from '../transfer/upload.js';
 import { bold, cyan, formatBytes, log, note, red } from '../ui.js';
+import { cacheReportLines } from './cache-report.js';
 import { consoleSink, followLogs } from './follow.js';
 import { outcomeOf } from './outcome.js';
 import type { PreparedRun } from './prepare.js';
@@ -35,6 +41,8 @@ export interface RunResult {
   outcome: string;
   outputs: { path: string; localPath: string; size: number; renamed: boolean }[];
   remoteOnly: boolean;
+  /** What the control plane reused (script, environment, inputs, result) and why not. */
+  cache: CacheReport;
 }
 
 type Phase = 'create' | 'upload' | 'wait' | 'download' | 'done';
@@ -60,13 +68,18 @@ function onInterrupt(state: { phase: Phase; id?: string }, client: RGridClient):
     switch (state.phase) {
       case 'create':
       case 'upload':
+        removeTempDirsSync();
         if (!id) {
           note('\nInterrupted: nothing was submitted.');
           process.exit(CLI_EXIT.interrupted);
         }
         note(`\nInterrupted before submit: canceling ${id} (it never ran).`);
-        // Best effort, bounded: a dangling "created" execution is harmless but untidy.
-        void Promise.race([client.cancel(id).catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]).finally(() => process.exit(CLI_EXIT.interrupted));
+        // Best effort, bounded: multipart uploads in flight are aborted (no half-object stays),
+        // and a dangling "created" execution is harmless but untidy.
+        void Promise.race([
+          Promise.all([abortActiveMultipart(2000), client.cancel(id).catch(() => undefined)]),
+          new Promise((r) => setTimeout(r, 2500)),
+        ]).finally(() => process.exit(CLI_EXIT.interrupted));
         return;
       case 'wait':
         note(detachMessage(id!));
@@ -89,17 +102,29 @@ export async function executeRun(client: RGridClient, prepared: PreparedRun, opt
   const state: { phase: Phase; id?: string } = { phase: 'create' };
   const release = onInterrupt(state, client);
   try {
-    if (prepared.requirements) log.info(`Detected requirements.txt with ${prepared.requirements.count} ${prepared.requirements.count === 1 ? 'dependency' : 'dependencies'}`);
+    if (prepared.requirements) log.info(`Detected ${prepared.requirements.display} with ${prepared.requirements.count} ${prepared.requirements.count === 1 ? 'dependency' : 'dependencies'}`);
     const created = await client.create(prepared.body);
     let execution = created.execution;
     state.id = execution.id;
     log.debug(`Created ${execution.id} (script key ${execution.scriptKey.slice(0, 12)}…, env key ${execution.envKey.slice(0, 12)}…)`);
 
+    if (execution.reusedFrom) {
+      // Result reuse: the control plane matched an identical succeeded execution; nothing runs.
+      if (!opts.json) log.success(`Reused results of ${execution.reusedFrom} (nothing ran)`);
+      return await finishRun(client, execution, created.cache, state, opts);
+    }
+    if (!opts.json) {
+      for (const line of cacheReportLines(created.cache, { noCache: prepared.body.noCache, forceUpload: prepared.body.forceUpload })) {
+        if (line.kind === 'hit') log.success(line.text);
+        else log.info(line.text);
+      }
+    }
+
     state.phase = 'upload';
     if (created.uploads.length) {
       const bytes = created.uploads.reduce((n, u) => n + (prepared.blobs.get(u.sha256)?.size ?? 0), 0);
       log.info(`Uploading ${created.uploads.length} ${created.uploads.length === 1 ? 'file' : 'files'} (${formatBytes(bytes)})…`);
-      await uploadBlobs(created.uploads, prepared.blobs);
+      await uploadBlobs(created.uploads, prepared.blobs, { multipart: client, onNote: (m) => log.debug(m) });
     } else {
       log.debug('Script and inputs already stored; nothing to upload.');
     }
@@ -124,24 +149,41 @@ export async function executeRun(client: RGridClient, prepared: PreparedRun, opt
     const outcome = outcomeOf(execution);
     if (outcome.ok) log.success(outcome.summary);
     else note(`${red('Failed:')} ${outcome.summary}`);
-
-    let outputs: Downloaded[] = [];
-    if (opts.remoteOnly) {
-      note(`Outputs stored remotely. Download with: rgrid download ${execution.id}`);
-    } else {
-      state.phase = 'download';
-      outputs = await downloadOutputs(client, execution.id, opts.outputDir ?? opts.cwd, opts.cwd);
-    }
-    state.phase = 'done';
-    return {
-      execution,
-      exitCode: outcome.exitCode,
-      outcome: outcome.summary,
-      outputs: outputs.map((o) => ({ path: o.remotePath, localPath: o.localPath, size: o.size, renamed: o.renamed })),
-      remoteOnly: opts.remoteOnly,
-    };
+    return await finishRun(client, execution, created.cache, state, opts);
   } finally {
     release();
+  }
+}
+
+/** Downloads the outputs of a final execution (unless --remote-only) and builds the result. */
+async function finishRun(client: RGridClient, execution: Execution, cache: CacheReport, state: { phase: Phase }, opts: ExecuteOptions): Promise<RunResult> {
+  const outcome = outcomeOf(execution);
+  let outputs: Downloaded[] = [];
+  if (opts.remoteOnly) {
+    note(`Outputs stored remotely. Download with: rgrid download ${execution.id}`);
+  } else {
+    state.phase = 'download';
+    outputs = await downloadOutputs(client, execution.id, opts.outputDir ?? opts.cwd, opts.cwd);
+  }
+  state.phase = 'done';
+  return {
+    execution,
+    exitCode: outcome.exitCode,
+    outcome: outcome.summary,
+    outputs: outputs.map((o) => ({ path: o.remotePath, localPath: o.localPath, size: o.size, renamed: o.renamed })),
+    remoteOnly: opts.remoteOnly,
+    cache,
+  };
+}
+
+/** The control plane's word on an artifact the store no longer has: "… expired on <date>" or undefined. */
+async function explainGone(client: RGridClient, id: string, a: Artifact): Promise<string | undefined> {
+  try {
+    await client.artifact(id, a.id);
+    return undefined; // recorded and not expired: the 404 is a real error
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && /expired on/.test(err.message)) return err.message;
+    return undefined;
   }
 }
 
@@ -150,17 +192,15 @@ export async function downloadOutputs(client: RGridClient, id: string, dir: stri
   const outDir = resolve(cwd, dir);
   const { artifacts } = await client.artifacts(id);
   const all = artifacts.filter((a) => a.kind === 'output');
-  // Past retention the bytes are gone; say which, and fetch the rest.
+  // Past retention the bytes are gone: one line for each, and the rest is still fetched.
   const outputs = all.filter((a) => a.download !== null);
-  const expired = all.filter((a) => a.download === null);
-  if (expired.length) {
-    log.warn(`${expired.length} ${expired.length === 1 ? 'output has' : 'outputs have'} expired and cannot be downloaded: ${expired.map((a) => `${a.path} (${a.expiresAt.slice(0, 10)})`).join(', ')}`);
-    if (!outputs.length) throw new CliError(`Every output of ${id} has expired`, { hint: 'Run the execution again to recreate them.' });
-  }
+  for (const a of all) if (a.download === null) log.warn(expiredLine(a.path, a.expiresAt));
+  if (all.length && !outputs.length) throw new CliError(`Every output of ${id} has expired`, { hint: 'Outputs are kept for a limited time (30 days unless the operator changed it); run the execution again to recreate them.' });
   if (!outputs.length) {
     log.info('No output files.');
     return [];
   }
+  for (const w of expiryWarnings(outputs)) log.warn(w);
   try {
     await mkdir(outDir, { recursive: true });
   } catch (err) {
@@ -168,7 +208,15 @@ export async function downloadOutputs(client: RGridClient, id: string, dir: stri
       hint: `Pick another --output-dir; the outputs stay stored remotely (rgrid download ${id}).`,
     });
   }
-  const done = await downloadAll(outputs, outDir);
+  let gone = 0;
+  const done = await downloadAll(outputs, outDir, {
+    explainGone: (a) => explainGone(client, id, a),
+    onExpired: (a, message) => {
+      gone++;
+      log.warn(`${message}; not downloaded`);
+    },
+  });
+  if (gone && !done.length) throw new CliError(`Every output of ${id} has expired`, { hint: 'Run the execution again to recreate them.' });
   log.success(`Downloaded ${done.length} ${done.length === 1 ? 'output' : 'outputs'} to ${displayPath(outDir, cwd)}:`);
   for (const d of done) {
     const shown = displayPath(d.localPath, outDir);

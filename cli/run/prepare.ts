@@ -5,8 +5,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CreateExecutionRequest, ScriptRef, type Limits } from '../../shared/api/executions.js';
-import { formatRequirementProblems, parseRequirements } from '../../shared/requirements.js';
+import { parseRequirements, type RequirementProblem } from '../../shared/requirements.js';
 import { CliError, usageError } from '../errors.js';
+import { displayPath } from '../transfer/download.js';
+import { encodingFor } from '../transfer/encoding.js';
 import { sha256File } from '../transfer/hash.js';
 import { mapLimit } from '../transfer/parallel.js';
 import type { LocalBlob } from '../transfer/upload.js';
@@ -25,6 +27,10 @@ export interface RunSpec {
   limits: Partial<Limits>;
   pool?: string;
   cwd: string;
+  /** --requirements FILE; default: requirements.txt next to the script (Python runtimes). */
+  requirementsFile?: string;
+  /** --no-cache, --no-cache-inputs, --reuse-results. */
+  cache?: { noCache?: boolean; forceUpload?: boolean; reuseResults?: boolean };
 }
 
 export interface PreparedRun {
@@ -32,14 +38,12 @@ export interface PreparedRun {
   /** Local files by sha256, for the uploads the server asks for. */
   blobs: Map<string, LocalBlob>;
   inputs: DetectedInput[];
-  /** Number of requirements when a requirements.txt was found next to the script. */
-  requirements?: { path: string; count: number };
+  /** The requirements file that was found (or given) and validated. */
+  requirements?: { path: string; display: string; count: number };
 }
 
 const MAX_SCRIPT_BYTES = 10 * 1024 * 1024;
 const MAX_REQUIREMENTS_BYTES = 64 * 1024;
-/** S3's largest single PUT; larger files need multipart uploads, which this CLI does not do yet. */
-const MAX_SINGLE_PUT_BYTES = 5 * 1024 ** 3;
 
 async function fileInfo(path: string, given: string) {
   try {
@@ -52,23 +56,45 @@ async function fileInfo(path: string, given: string) {
   }
 }
 
-async function readRequirements(scriptPath: string): Promise<{ path: string; text: string; count: number } | undefined> {
-  const path = join(dirname(scriptPath), 'requirements.txt');
+/** Each refused line quoted, with the reason under it. */
+export function formatRefusedLines(problems: RequirementProblem[]): string {
+  return problems.map((p) => `  line ${p.line}: "${p.text}"\n    ${p.reason}`).join('\n');
+}
+
+/**
+ * Reads and validates the requirements: `given` (--requirements) must exist; otherwise
+ * requirements.txt next to the script is used when there is one. Only specifiers and comments
+ * pass: a refused line is a usage error quoting it, before anything is sent.
+ */
+async function readRequirements(scriptPath: string, cwd: string, given?: string): Promise<{ path: string; display: string; text: string; count: number } | undefined> {
+  const path = given !== undefined ? resolve(cwd, given) : join(dirname(scriptPath), 'requirements.txt');
+  // Errors name the file as the user can find it; the "Detected …" line says requirements.txt.
+  const display = given ?? displayPath(path, cwd);
   let text: string;
   try {
     const info = await stat(path);
-    if (!info.isFile()) return undefined;
-    if (info.size > MAX_REQUIREMENTS_BYTES) throw usageError(`${path} is larger than 64 KB`, 'List only the packages the script imports.');
+    if (!info.isFile()) {
+      if (given === undefined) return undefined;
+      throw usageError(`${given} is not a file`, 'Pass a requirements file to --requirements.');
+    }
+    if (info.size > MAX_REQUIREMENTS_BYTES) throw usageError(`${display} is larger than 64 KB`, 'List only the packages the script imports.');
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      if (given === undefined) return undefined;
+      throw usageError(`Requirements file not found: ${given}`, 'Check the path given to --requirements (relative paths start from the current directory).');
+    }
     throw err;
   }
   const parsed = parseRequirements(text);
   if (!parsed.ok) {
-    throw usageError(`${path} has lines that cannot be used:\n${formatRequirementProblems(parsed.problems)}`, 'List packages as names with optional versions (e.g. numpy==1.26.4); package sources are set by the runner operator.');
+    const n = parsed.problems.length;
+    throw usageError(
+      `${display} has ${n === 1 ? 'a line' : `${n} lines`} that cannot be used:\n${formatRefusedLines(parsed.problems)}`,
+      'List packages as names with optional versions (e.g. numpy==1.26.4); package sources are set by the runner operator. Nothing was sent.',
+    );
   }
-  return { path, text, count: parsed.requirements.length };
+  return { path, display: given ?? 'requirements.txt', text, count: parsed.requirements.length };
 }
 
 export async function prepareRun(spec: RunSpec): Promise<PreparedRun> {
@@ -80,15 +106,11 @@ export async function prepareRun(spec: RunSpec): Promise<PreparedRun> {
   if (!ScriptRef.shape.name.safeParse(name).success) throw usageError(`The script's file name "${name}" contains characters that are not allowed`, 'Rename it.');
   const runtime = resolveRuntime(spec.runtime, name);
 
-  const requirements = runtime.startsWith('python') ? await readRequirements(scriptPath) : undefined;
-  const inputs = await detectInputs(spec.args, { cwd: spec.cwd, reserved: [name], verbatimFrom: spec.verbatimFrom });
-
-  for (const i of inputs) {
-    const size = (await stat(i.localPath)).size;
-    if (size > MAX_SINGLE_PUT_BYTES) {
-      throw usageError(`${i.given} is larger than 5 GB, which this version of the CLI cannot upload`, 'Split the file, or pass a smaller one; multipart uploads are planned.');
-    }
+  if (spec.requirementsFile !== undefined && !runtime.startsWith('python')) {
+    throw usageError(`--requirements is for Python runtimes; ${runtime} has no requirements`, 'Drop --requirements, or pick a Python --runtime.');
   }
+  const requirements = runtime.startsWith('python') ? await readRequirements(scriptPath, spec.cwd, spec.requirementsFile) : undefined;
+  const inputs = await detectInputs(spec.args, { cwd: spec.cwd, reserved: [name], verbatimFrom: spec.verbatimFrom });
 
   // Hash the script and every distinct input file, a few at a time.
   const files = [{ path: scriptPath, label: spec.script }, ...inputs.map((i) => ({ path: i.localPath, label: i.given }))];
@@ -101,24 +123,34 @@ export async function prepareRun(spec: RunSpec): Promise<PreparedRun> {
       throw new CliError(`Cannot read ${f.label}: ${(err as Error).message}`, { hint: 'Check that the file is readable.' });
     }
   });
+  const script = digests.get(scriptPath)!;
+  // One encoding per blob (the first file with that content decides; every input with the same
+  // content declares it). The script's blob is never compressed: runners fetch scripts as is.
   const blobs = new Map<string, LocalBlob>();
   for (const f of distinct) {
     const d = digests.get(f.path)!;
-    if (!blobs.has(d.sha256)) blobs.set(d.sha256, { ...d, path: f.path, label: f.label });
+    if (blobs.has(d.sha256)) continue;
+    const encoding = d.sha256 === script.sha256 ? 'identity' : encodingFor(f.path, d.size);
+    blobs.set(d.sha256, { ...d, path: f.path, label: f.label, encoding });
   }
 
-  const script = digests.get(scriptPath)!;
   const body: CreateExecutionRequest = {
     runtime,
     script: { name, sha256: script.sha256, size: script.size },
     ...(requirements ? { requirements: requirements.text } : {}),
-    inputs: inputs.map((i) => ({ path: i.remotePath, ...digests.get(i.localPath)!, arg: i.arg })),
+    inputs: inputs.map((i) => {
+      const d = digests.get(i.localPath)!;
+      return { path: i.remotePath, ...d, arg: i.arg, ...(blobs.get(d.sha256)!.encoding === 'gzip' ? { encoding: 'gzip' as const } : {}) };
+    }),
     args: spec.args,
     env: spec.env,
     ...(Object.keys(spec.limits).length ? { limits: spec.limits as Limits } : {}),
     metadata: spec.metadata,
     ...(spec.pool ? { pool: spec.pool } : {}),
     autoSubmit: true,
+    ...(spec.cache?.reuseResults ? { reuseResults: true } : {}),
+    ...(spec.cache?.forceUpload ? { forceUpload: true } : {}),
+    ...(spec.cache?.noCache ? { noCache: true } : {}),
   };
   // The server checks this too; checking here turns a 400 into a usage error before any upload.
   const checked = CreateExecutionRequest.safeParse(body);
@@ -126,5 +158,5 @@ export async function prepareRun(spec: RunSpec): Promise<PreparedRun> {
     const issue = checked.error.issues[0]!;
     throw usageError(`Invalid run request: ${issue.path.join('.')}: ${issue.message}`, '`rgrid run --help` lists the options and their limits.');
   }
-  return { body, blobs, inputs, ...(requirements ? { requirements: { path: requirements.path, count: requirements.count } } : {}) };
+  return { body, blobs, inputs, ...(requirements ? { requirements: { path: requirements.path, display: requirements.display, count: requirements.count } } : {}) };
 }

@@ -3,7 +3,11 @@
  * destination while its sha256 is computed; only a file whose size and hash match the artifact
  * record is moved into place, and never over an existing file: it is hard-linked under the first
  * free name (`output.csv`, `output (1).csv`, ...), which fails atomically if the name was taken
- * in the meantime. An interrupted download leaves nothing behind (see cleanupPartials).
+ * in the meantime. An interrupted download leaves nothing behind (see `partials`).
+ *
+ * gzip-stored artifacts are decompressed on the way (the hash is of the decoded bytes), and
+ * decoding stops at the declared size: a small object cannot expand into a full disk (gzip bomb).
+ * undici's `request` is used rather than fetch because fetch decodes Content-Encoding by itself.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -20,6 +24,25 @@ import { mapLimit } from './parallel.js';
 import { variant } from './naming.js';
 import { Progress } from './progress.js';
 import { TransferError, s3ErrorCode, storeUnreachable, transferFailure } from './errors.js';
+
+/** The object store answered 404: the bytes are gone (expired and swept, usually). */
+export class GoneError extends TransferError {
+  constructor(what: string) {
+    super(`${what} failed: the object store no longer has it (404)`, 404, false);
+  }
+}
+
+/** Stops a stream that grows past `limit` bytes. */
+function sizeGuard(limit: number, what: string): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > limit) cb(new TransferError(`${what}: more than the recorded ${limit} bytes; stopped (the stored object does not match its record)`, undefined, false));
+      else cb(null, chunk);
+    },
+  });
+}
 
 /** Temp files being written right now, removed synchronously if the process is interrupted. */
 export const partials = new Set<string>();
@@ -94,6 +117,10 @@ async function fetchToTemp(a: Artifact, tmp: string, count: (n: number) => void,
     if ((err as Error).name === 'AbortError') throw err;
     throw storeUnreachable(what, a.download.url, err);
   }
+  if (res.statusCode === 404) {
+    await res.body.dump();
+    throw new GoneError(what);
+  }
   if (res.statusCode !== 200) throw transferFailure(what, res.statusCode, await s3ErrorCode(res.body));
   const hash = createHash('sha256');
   let size = 0;
@@ -107,11 +134,12 @@ async function fetchToTemp(a: Artifact, tmp: string, count: (n: number) => void,
   });
   try {
     const file = createWriteStream(tmp, { mode: 0o644 });
-    if (a.encoding === 'gzip') await pipeline(res.body, createGunzip(), meter, file);
-    else await pipeline(res.body, meter, file);
+    const guard = sizeGuard(a.size, what);
+    if (a.encoding === 'gzip') await pipeline(res.body, createGunzip(), guard, meter, file);
+    else await pipeline(res.body, guard, meter, file);
   } catch (err) {
     count(-size);
-    if ((err as Error).name === 'AbortError') throw err;
+    if ((err as Error).name === 'AbortError' || err instanceof TransferError) throw err;
     throw new TransferError(`${what} was interrupted: ${(err as Error).message}`, undefined, true);
   }
   const digest = hash.digest('hex');
@@ -143,15 +171,34 @@ export async function downloadArtifact(a: Artifact, outDir: string, opts: RetryH
 export interface DownloadOptions extends RetryHooks {
   concurrency?: number;
   progress?: Progress;
+  /**
+   * For an artifact the store no longer has (404): the control plane's word on it, e.g.
+   * "out.csv expired on 2025-06-01" when it expired, undefined when it should be there.
+   */
+  explainGone?: (a: Artifact) => Promise<string | undefined>;
+  /** An artifact that turned out to be expired: reported here and skipped, the others continue. */
+  onExpired?: (a: Artifact, message: string) => void;
 }
 
-/** Downloads every artifact into `outDir`, subdirectories preserved, a few at a time. */
+/**
+ * Downloads every artifact into `outDir`, subdirectories preserved, a few at a time. With
+ * `explainGone` and `onExpired`, one that expired meanwhile is reported and skipped.
+ */
 export async function downloadAll(artifacts: Artifact[], outDir: string, opts: DownloadOptions = {}): Promise<Downloaded[]> {
   const progress = opts.progress ?? new Progress({ verb: 'Downloading' });
   try {
-    const done = await mapLimit(artifacts, opts.concurrency ?? 4, (a) => downloadArtifact(a, outDir, { ...opts, progress }));
+    const done = await mapLimit(artifacts, opts.concurrency ?? 4, async (a) => {
+      try {
+        return await downloadArtifact(a, outDir, { ...opts, progress });
+      } catch (err) {
+        const why = err instanceof GoneError && opts.onExpired ? await opts.explainGone?.(a) : undefined;
+        if (why === undefined) throw err;
+        opts.onExpired!(a, why);
+        return undefined;
+      }
+    });
     progress.finish();
-    return done;
+    return done.filter((d): d is Downloaded => d !== undefined);
   } catch (err) {
     progress.clear();
     throw err;

@@ -1,7 +1,9 @@
 /**
- * One progress line for the large files of a transfer (percent and MB/s), redrawn in place on a
- * terminal at most 10 times a second. Small files and non-terminals get no bar: a CI log must not
- * fill with carriage returns, and a 2 KB file is done before a bar could say anything.
+ * One progress line for the large files of a transfer: percent, MB/s and ETA. On a terminal it is
+ * a bar redrawn in place at most 10 times a second; elsewhere (CI logs, pipes) it is a plain line
+ * every 10 percentage points, at most one a second, so a log shows progress without filling up
+ * with carriage returns. Files of 10 MB or less get neither: they are done before a bar could say
+ * anything.
  */
 import { formatBytes, formatDuration, terminal } from '../ui.js';
 
@@ -24,6 +26,8 @@ export class Progress {
   private started = 0;
   private lastDraw = 0;
   private drawn = false;
+  /** Plain mode: when and at which percent the last line was written. */
+  private lastPlain = { at: 0, pct: 0 };
   private readonly tty: boolean;
   private readonly threshold: number;
   private readonly write: (s: string) => void;
@@ -38,8 +42,11 @@ export class Progress {
 
   /** Registers a file; returns a byte counter, or a no-op when the file gets no bar. */
   track(size: number): (bytes: number) => void {
-    if (!this.tty || size <= this.threshold) return () => {};
-    if (this.files === 0) this.started = this.now();
+    if (size <= this.threshold) return () => {};
+    if (this.files === 0) {
+      this.started = this.now();
+      this.lastPlain = { at: this.started, pct: 0 };
+    }
     this.files++;
     this.total += size;
     return (bytes) => {
@@ -54,18 +61,47 @@ export class Progress {
     return secs > 0 ? this.done / secs : 0;
   }
 
+  percent(): number {
+    return this.total ? Math.max(0, Math.min(100, Math.floor((this.done / this.total) * 100))) : 100;
+  }
+
+  /** Time left at the current rate ("?" until there is a rate). */
+  eta(): string {
+    const rate = this.rate();
+    if (rate <= 0) return '?';
+    const secs = Math.ceil(Math.max(0, this.total - this.done) / rate);
+    return secs < 60 ? `${secs}s` : formatDuration(secs * 1000);
+  }
+
+  private what(): string {
+    return this.files === 1 ? '1 file' : `${this.files} files`;
+  }
+
+  /** The terminal bar. */
   line(): string {
-    const pct = this.total ? Math.min(100, Math.floor((this.done / this.total) * 100)) : 100;
+    const pct = this.percent();
     const width = 24;
     const filled = Math.round((pct / 100) * width);
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
     const mbps = (this.rate() / (1024 * 1024)).toFixed(1);
-    const what = this.files === 1 ? '1 file' : `${this.files} files`;
-    return `${this.opts.verb} ${what} ${bar} ${String(pct).padStart(3)}%  ${formatBytes(this.done)}/${formatBytes(this.total)}  ${mbps} MB/s`;
+    return `${this.opts.verb} ${this.what()} ${bar} ${String(pct).padStart(3)}%  ${formatBytes(this.done)}/${formatBytes(this.total)}  ${mbps} MB/s  ETA ${this.eta()}`;
+  }
+
+  /** The line for logs and pipes. */
+  plainLine(): string {
+    const mbps = (this.rate() / (1024 * 1024)).toFixed(1);
+    return `${this.opts.verb} ${this.what()}: ${this.percent()}% of ${formatBytes(this.total)}, ${mbps} MB/s, ETA ${this.eta()}`;
   }
 
   private draw(force: boolean): void {
     const t = this.now();
+    if (!this.tty) {
+      const pct = this.percent();
+      if (pct >= 100 || pct - this.lastPlain.pct < 10 || t - this.lastPlain.at < 1000) return;
+      this.lastPlain = { at: t, pct };
+      this.write(this.plainLine() + '\n');
+      return;
+    }
     if (!force && t - this.lastDraw < 100) return;
     this.lastDraw = t;
     this.drawn = true;
@@ -77,7 +113,8 @@ export class Progress {
     if (!this.drawn && this.files === 0) return;
     const elapsed = this.now() - this.started;
     const mbps = (this.rate() / (1024 * 1024)).toFixed(1);
-    this.write(`\r\u001b[2K${this.opts.verb.replace(/ing$/, 'ed')} ${formatBytes(this.done)} in ${formatDuration(elapsed)} (${mbps} MB/s)\n`);
+    const summary = `${this.opts.verb.replace(/ing$/, 'ed')} ${formatBytes(this.done)} in ${formatDuration(elapsed)} (${mbps} MB/s)\n`;
+    this.write(this.tty ? `\r\u001b[2K${summary}` : summary);
     this.drawn = false;
   }
 

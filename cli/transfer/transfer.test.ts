@@ -4,12 +4,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ObjectStore } from '../../control-plane/src/storage/s3.js';
 import type { Artifact } from '../../shared/api/executions.js';
 import { startS3Store, type S3Store } from '../dev/s3-store.js';
 import { downloadAll, downloadArtifact } from './download.js';
+import { encodingFor } from './encoding.js';
 import { uploadBlobs, type LocalBlob } from './upload.js';
 import { CliError } from '../errors.js';
 
@@ -35,7 +36,14 @@ afterAll(async () => {
 async function localBlob(name: string, bytes: Buffer): Promise<LocalBlob> {
   const path = join(dir, name);
   await writeFile(path, bytes);
-  return { sha256: sha(bytes), size: bytes.length, path, label: name };
+  return { sha256: sha(bytes), size: bytes.length, path, label: name, encoding: encodingFor(name, bytes.length) };
+}
+
+async function storedBytes(sha256: string): Promise<Buffer> {
+  const get = await store.presign('GET', `blobs/acct/${sha256}`, { expiresSeconds: 60 });
+  const res = await fetch(get.url);
+  expect(res.status).toBe(200);
+  return Buffer.from(await res.arrayBuffer());
 }
 
 async function putUrl(sha256: string) {
@@ -88,6 +96,61 @@ describe('upload', () => {
     expect(await store.head(`blobs/acct/${blob.sha256}`)).toBeNull();
   });
 
+  it('stores text gzip-compressed and binary untouched; sha256 and size stay those of the original', async () => {
+    const csv = await localBlob('table.csv', Buffer.from('id,name,value\n' + Array.from({ length: 5000 }, (_, i) => `${i},row ${i},${i * 3}\n`).join('')));
+    const png = await localBlob('image.png', randomBytes(200_000));
+    const tiny = await localBlob('tiny.csv', Buffer.from('a,b\n1,2\n'));
+    expect([csv.encoding, png.encoding, tiny.encoding]).toEqual(['gzip', 'identity', 'identity']);
+    const blobs = new Map([csv, png, tiny].map((x) => [x.sha256, x]));
+    await uploadBlobs([await putUrl(csv.sha256), await putUrl(png.sha256), await putUrl(tiny.sha256)], blobs, noRetryNotes);
+    const storedCsv = await storedBytes(csv.sha256);
+    expect(storedCsv.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b])); // gzip magic
+    expect(storedCsv.length).toBeLessThan(csv.size / 2);
+    expect(sha(gunzipSync(storedCsv))).toBe(csv.sha256);
+    expect(sha(await storedBytes(png.sha256))).toBe(png.sha256);
+    expect(sha(await storedBytes(tiny.sha256))).toBe(tiny.sha256);
+  });
+
+  it('a text file that changed after hashing is caught while it is compressed', async () => {
+    const blob = await localBlob('moving.csv', Buffer.from('x,y\n'.repeat(1000)));
+    await writeFile(blob.path, 'x,z\n'.repeat(1000));
+    const err = await uploadBlobs([await putUrl(blob.sha256)], new Map([[blob.sha256, blob]]), noRetryNotes).catch((e: unknown) => e);
+    expect((err as CliError).message).toMatch(/changed while it was being uploaded/);
+    expect(await store.head(`blobs/acct/${blob.sha256}`)).toBeNull();
+  });
+
+  it('sends a stored size over 100 MB through multipart when the caller gives the multipart calls', async () => {
+    // Sparse: 101 MiB of zeros costs no disk.
+    const path = join(dir, 'zeros.bin');
+    await writeFile(path, '');
+    await (await import('node:fs/promises')).truncate(path, 101 * 1024 * 1024);
+    const blob: LocalBlob = { sha256: sha(Buffer.alloc(101 * 1024 * 1024)), size: 101 * 1024 * 1024, path, label: 'zeros.bin', encoding: 'identity' };
+    const calls: string[] = [];
+    const notes: string[] = [];
+    const key = `blobs/acct/${blob.sha256}`;
+    const multipart = {
+      async createMultipart(body: { partSize?: number; storedSize: number }) {
+        calls.push('create');
+        const uploadId = await store.createMultipart(key);
+        const parts = await Promise.all(Array.from({ length: Math.ceil(body.storedSize / body.partSize!) }, async (_, i) => ({ partNumber: i + 1, ...(await store.presignPart(key, uploadId, i + 1, 300)) })));
+        return { uploadId, partSize: body.partSize!, parts };
+      },
+      async completeMultipart(body: { uploadId: string; parts: { partNumber: number; etag: string }[] }) {
+        calls.push('complete');
+        expect(await store.completeMultipart(key, body.uploadId, body.parts)).toEqual({ ok: true });
+        return { ok: true };
+      },
+      async abortMultipart() {
+        calls.push('abort');
+        return { ok: true };
+      },
+    };
+    await uploadBlobs([await putUrl(blob.sha256)], new Map([[blob.sha256, blob]]), { ...noRetryNotes, multipart, onNote: (m) => notes.push(m) });
+    expect(calls).toEqual(['create', 'complete']);
+    expect(notes).toEqual(['Uploading zeros.bin in 7 parts of 16 MB']);
+    expect(await store.head(key)).toEqual({ size: blob.size });
+  });
+
   it('reports a refused presigned URL (tampered signature) without retrying', async () => {
     const blob = await localBlob('c.txt', Buffer.from('c'));
     const up = await putUrl(blob.sha256);
@@ -134,6 +197,35 @@ describe('download', () => {
     const text = Buffer.from('line\n'.repeat(1000));
     const d = await downloadArtifact(await artifact('log.txt', text, { encoding: 'gzip' }), out, noRetryNotes);
     expect(await readFile(d.localPath)).toEqual(text);
+  });
+
+  it('stops decompressing at the declared size (gzip bomb) and leaves no file', async () => {
+    const out = join(dir, 'out5');
+    const bomb = Buffer.alloc(20 * 1024 * 1024); // 20 MB of zeros: ~20 KB gzipped
+    const a = await artifact('small.txt', bomb, { encoding: 'gzip' });
+    const lying = { ...a, size: 1000, sha256: sha(bomb.subarray(0, 1000)) };
+    const notes: string[] = [];
+    await expect(downloadArtifact(lying, out, { onRetry: (m) => notes.push(m) })).rejects.toThrow(/more than the recorded 1000 bytes; stopped/);
+    expect(notes).toEqual([]); // not retried: the stored object itself is wrong
+    expect(await readdir(out)).toEqual([]);
+  });
+
+  it('an artifact gone from the store is reported as expired and skipped; the others download', async () => {
+    const out = join(dir, 'out6');
+    const kept = await artifact('kept.csv', Buffer.from('k\n'));
+    const gone = await artifact('gone.csv', Buffer.from('g\n'));
+    await store.delete(new URL(gone.download!.url).pathname.replace(/^\/rgrid-test\//, ''));
+    const expired: string[] = [];
+    const done = await downloadAll([kept, gone], out, {
+      ...noRetryNotes,
+      explainGone: async (a) => `${a.path} expired on 2025-01-02`,
+      onExpired: (a, message) => expired.push(message),
+    });
+    expect(done.map((d) => d.remotePath)).toEqual(['kept.csv']);
+    expect(expired).toEqual(['gone.csv expired on 2025-01-02']);
+    expect(await readdir(out)).toEqual(['kept.csv']);
+    // Without an explanation (it should be there), the 404 is an error.
+    await expect(downloadAll([gone], join(dir, 'out7'), { ...noRetryNotes, explainGone: async () => undefined, onExpired: () => {} })).rejects.toThrow(/no longer has it \(404\)/);
   });
 
   it('puts a file in a renamed directory when a file holds the directory name', async () => {

@@ -33,11 +33,11 @@ export interface TestStack extends Stack {
   cleanup(): Promise<void>;
 }
 
-export async function startTestStack(opts: { runners?: number; slots?: number } = {}): Promise<TestStack> {
+export async function startTestStack(opts: { runners?: number; slots?: number; workerVars?: Record<string, string> } = {}): Promise<TestStack> {
   const runners = opts.runners ?? 0;
   if (runners > 0) await requireRunnerPrerequisites();
   const dataDir = await mkdtemp(join(tmpdir(), 'rgrid-e2e-stack-'));
-  const stack = await startStack({ dataDir, port: 0, runners, slots: opts.slots ?? 4, pipIndexUrl: PIP_INDEX_URL });
+  const stack = await startStack({ dataDir, port: 0, runners, slots: opts.slots ?? 4, pipIndexUrl: PIP_INDEX_URL, ...(opts.workerVars ? { workerVars: opts.workerVars } : {}) });
   return Object.assign(stack, {
     async cleanup() {
       await stack.stop();
