@@ -40,6 +40,10 @@ describe('formatProgress', () => {
     expect(formatProgress(view({ succeeded: 1, queued: 9_999 }, { etaSeconds: 7_260 }))).toBe('Progress: 1/10000 (0%) | ✓ 1 ✗ 0 ▶ 0 ⏳ 9999 | ETA 2h 1m');
   });
 
+  it('items that reused earlier results (--reuse-results) show inside the succeeded count', () => {
+    expect(formatProgress(view({ succeeded: 995, reused: 990, running: 5 }, { etaSeconds: 4 }))).toBe('Progress: 995/1000 (99%) | ✓ 995 (990 reused) ✗ 0 ▶ 5 ⏳ 0 | ETA 4s');
+  });
+
   it('an empty batch does not divide by zero', () => {
     expect(formatProgress(view({}))).toBe('Progress: 0/0 (0%) | ✓ 0 ✗ 0 ▶ 0 ⏳ 0 | ETA waiting for a runner');
   });

@@ -3,8 +3,8 @@
  *
  *   Progress: 47/100 (47%) | ✓ 45 ✗ 2 ▶ 4 ⏳ 49 | ETA 3m 20s
  *
- * done/total, succeeded, failed, running, waiting (created or queued), `⊘ n` when some were
- * canceled, and the control plane's ETA (from observed throughput). `formatProgress` is pure;
+ * done/total, succeeded (`(n reused)` when --reuse-results reused earlier results for some),
+ * failed, running, waiting (created or queued), `⊘ n` when some were canceled, and the control plane's ETA (from observed throughput). `formatProgress` is pure;
  * `ProgressReporter` redraws it in place on a terminal and prints plain lines every few seconds
  * otherwise (CI logs, pipes, NO_COLOR), so a log never fills with carriage returns.
  */
@@ -29,7 +29,8 @@ export function formatProgress(s: ProgressView): string {
   // Floor, so 100% means every item is final (999/1000 is 99%, not a rounded 100%).
   const pct = c.total > 0 ? Math.floor((done * 100) / c.total) : 0;
   const waiting = c.created + c.queued;
-  const counts = `✓ ${c.succeeded} ✗ ${c.failed} ▶ ${c.running} ⏳ ${waiting}${c.canceled ? ` ⊘ ${c.canceled}` : ''}`;
+  const reused = c.reused ? ` (${c.reused} reused)` : '';
+  const counts = `✓ ${c.succeeded}${reused} ✗ ${c.failed} ▶ ${c.running} ⏳ ${waiting}${c.canceled ? ` ⊘ ${c.canceled}` : ''}`;
   let tail: string;
   if (s.finishedAt) {
     const from = s.startedAt ?? s.createdAt;

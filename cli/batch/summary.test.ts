@@ -39,6 +39,7 @@ describe('batch summary', () => {
   it('says how many succeeded and failed', () => {
     expect(summaryLine(snap({ succeeded: 95, failed: 5 }))).toBe('95 succeeded, 5 failed');
     expect(summaryLine(snap({ succeeded: 3, failed: 1, canceled: 6 }))).toBe('3 succeeded, 1 failed, 6 canceled');
+    expect(summaryLine(snap({ succeeded: 1000, reused: 990 }))).toBe('1000 succeeded (990 reused earlier results, nothing ran), 0 failed');
   });
 
   it('lists each failed input with its kind and message', () => {

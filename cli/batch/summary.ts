@@ -23,10 +23,13 @@ export function failureKind(f: BatchFailure): string {
   return f.status === 'canceled' ? 'canceled' : (f.failureKind ?? 'internal');
 }
 
-/** `95 succeeded, 5 failed` (and `, 3 canceled` / `, 2 not finished` when there are any). */
+/**
+ * `95 succeeded, 5 failed` (and `, 3 canceled` / `, 2 not finished` when there are any; with
+ * --reuse-results, `990 succeeded (980 reused earlier results, nothing ran), 0 failed`).
+ */
 export function summaryLine(s: BatchSnapshot): string {
   const c = s.counts;
-  const parts = [`${c.succeeded} succeeded`, `${c.failed} failed`];
+  const parts = [`${c.succeeded} succeeded${c.reused ? ` (${c.reused} reused earlier results, nothing ran)` : ''}`, `${c.failed} failed`];
   if (c.canceled) parts.push(`${c.canceled} canceled`);
   const open = c.created + c.queued + c.running;
   if (open) parts.push(`${open} not finished`);

@@ -2,8 +2,10 @@
 // builds environments with BuildKit from the package index on 127.0.0.1. The requirements carry a
 // specifier unique to this test run (`numpy==1.26.4,!=0.0.<n>`): its environment key is new, so
 // the first run really builds, whatever images earlier runs left; those images are removed after.
-// Server-side invalidation rules (runtime change, base image change, reverts) are covered by
-// control-plane/test/cache.test.ts and shared/requirements.test.ts.
+// Covered here on the real runner: script change, reordered requirements, version change and its
+// revert, runtime change (node20), --no-cache, result reuse. The base image is part of the env
+// key (shared/hashing.ts) and comes from the control plane's runtime table, so its change is
+// covered by shared/requirements.test.ts ("env key") and control-plane/test/cache.test.ts.
 // Needs Docker, the base images, the runner agent and the pip index; fails (never skips) without them.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -99,8 +101,24 @@ describe('environment cache through the real runner', () => {
     expect(r.stderr).toMatch(new RegExp(`Building environment: requirements changed since last build \\(\\+numpy${n},==1\\.26\\.0, -numpy${n},==1\\.26\\.4\\)`));
     expect(r.stderr).toMatch(/\[rgrid\] built environment/);
     expect(r.stdout).toBe('numpy 1.26.0 sum 45\n');
+    // Reverting the change hits the old environment again: nothing is rebuilt.
     await writeFile(join(ws.cwd, 'requirements.txt'), `${NUMPY('1.26.4')}\nsix==1.17.0\n`);
-  }, 180_000);
+    const back = await run(['np.py']);
+    expect(back.stderr).toMatch(/✓ Using cached environment \(python3\.11, 2 packages/);
+    expect(back.stderr).not.toMatch(/\[rgrid\] built environment/);
+    expect((await client.get(back.id)).execution.envKey).toBe((await client.get(first.id)).execution.envKey);
+    expect(back.stdout).toBe('numpy 1.26.4 sum 45\n');
+  }, 240_000);
+
+  it('a runtime change (python3.11 → node20) is another environment, run on its own base image', async () => {
+    await mkdir(join(ws.cwd, 'js'));
+    await writeFile(join(ws.cwd, 'js', 'np.js'), 'console.log("node", process.version.split(".")[0]);\n');
+    const r = await run(['js/np.js', '--runtime', 'node20']);
+    expect(r.stdout).toBe('node v20\n');
+    const [node, py] = await Promise.all([client.get(r.id), client.get(first.id)]);
+    expect(node.execution.runtime).toBe('node20');
+    expect(node.execution.envKey).not.toBe(py.execution.envKey);
+  }, 120_000);
 
   it('--no-cache rebuilds an environment that exists', async () => {
     const r = await run(['np.py', '--no-cache']);
@@ -160,6 +178,31 @@ describe('requirements, inputs and results', () => {
     const three = await run(['reuse/count.py', 'reuse/rows.csv', '--output-dir', 'r3']);
     expect(three.stdout).toBe('counted 3\n');
   }, 120_000);
+
+  it('--reuse-results in a batch: only the changed inputs run, the rest reuse their results and all outputs land', async () => {
+    const dir = join(ws.cwd, 'rb');
+    await mkdir(join(dir, 'in'), { recursive: true });
+    await writeFile(join(dir, 'count.py'), 'import os, sys\nn = sum(1 for _ in open(sys.argv[1]))\nopen("count.txt", "w").write(str(n))\nprint("counted", os.path.basename(sys.argv[1]), n)\n');
+    for (let i = 1; i <= 6; i++) await writeFile(join(dir, 'in', `f${i}.csv`), 'row\n'.repeat(i));
+    const args = ['run', 'count.py', '--batch', 'in/*.csv', '--reuse-results'];
+    const one = await runCli(args, { ...ws, cwd: dir });
+    expect(one.code, show(args, one)).toBe(0);
+    expect(one.stderr).toContain('6 succeeded, 0 failed');
+    // Two inputs change; the second run runs those two only.
+    await writeFile(join(dir, 'in', 'f2.csv'), 'row\n'.repeat(20));
+    await writeFile(join(dir, 'in', 'f5.csv'), 'row\n'.repeat(50));
+    const two = await runCli([...args, '--output-dir', 'again'], { ...ws, cwd: dir });
+    expect(two.code, show(args, two)).toBe(0);
+    expect(two.stderr).toContain('6 succeeded (4 reused earlier results, nothing ran), 0 failed');
+    expect(two.stderr).toMatch(/✓ 6 \(4 reused\)/);
+    const counts = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => readFile(join(dir, 'again', `f${i}`, 'count.txt'), 'utf8')));
+    expect(counts).toEqual(['1', '20', '3', '4', '50', '6']);
+    const batchId = two.stderr.match(/(batch_[a-z2-7]{24})/)![1]!;
+    const execs = (await client.list({ batch: batchId, limit: 100 })).executions;
+    expect(execs).toHaveLength(6);
+    expect(execs.filter((e) => e.reusedFrom === null).map((e) => e.inputName).sort()).toEqual(['in/f2.csv', 'in/f5.csv']);
+    expect(execs.filter((e) => e.startedAt !== null)).toHaveLength(2);
+  }, 180_000);
 
   it('inputs already stored are not uploaded again, unless --no-cache-inputs', async () => {
     await writeFile(join(ws.cwd, 'reuse', 'more.csv'), 'x\n'.repeat(2000));
