@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ErrorEnvelope } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 import {
   AppendLogsResponse,
   ClaimResponse,
@@ -33,6 +34,28 @@ export class ApiCallError extends Error {
   }
 }
 
+/** A call the control plane did not answer in time (a network failure: retryable). */
+export class ApiTimeoutError extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ApiTimeoutError';
+  }
+}
+
+/**
+ * How long one call may take unless it says otherwise. Without a bound, a control plane that drops
+ * packets (firewall DROP, dead route) hangs a call for undici's 300 s (F1).
+ */
+export const CALL_TIMEOUT_MS = 15_000;
+
+export interface CallOptions {
+  /** The caller's own abort (not retried). */
+  signal?: AbortSignal;
+  /** Abort after this long with ApiTimeoutError; CALL_TIMEOUT_MS by default. */
+  timeoutMs?: number;
+}
+
 export class RunnerApi {
   token: string | undefined;
 
@@ -43,14 +66,25 @@ export class RunnerApi {
     this.token = token;
   }
 
-  private async call<S extends z.ZodType>(path: string, body: unknown, schema: S, signal?: AbortSignal): Promise<z.output<S>> {
-    const res = await fetch(this.baseUrl.replace(/\/+$/, '') + path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
-      body: JSON.stringify(body),
-      signal,
-    });
-    const text = await res.text();
+  private async call<S extends z.ZodType>(path: string, body: unknown, schema: S, opts: CallOptions = {}): Promise<z.output<S>> {
+    const timeoutMs = opts.timeoutMs ?? CALL_TIMEOUT_MS;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    // The timeout covers reading the body too: the signal stays attached to the response stream.
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(this.baseUrl.replace(/\/+$/, '') + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+        body: JSON.stringify(body),
+        signal,
+      });
+      text = await res.text();
+    } catch (err) {
+      if (timeout.aborted && !opts.signal?.aborted) throw new ApiTimeoutError(`control plane did not answer ${path} within ${timeoutMs} ms`);
+      throw err;
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -71,20 +105,23 @@ export class RunnerApi {
   heartbeat(body: RunnerHeartbeatRequest) {
     return this.call('/runner/v1/heartbeat', body, RunnerHeartbeatResponse);
   }
+  /** A long poll: it may take `waitSeconds`, plus 10 s for the answer. */
   claim(body: ClaimRequest, signal?: AbortSignal) {
-    return this.call('/runner/v1/claim', body, ClaimResponse, signal);
+    return this.call('/runner/v1/claim', body, ClaimResponse, { signal, timeoutMs: ((body.waitSeconds ?? LIMITS.maxClaimWaitSeconds) + 10) * 1000 });
   }
-  jobHeartbeat(executionId: string, attempt: number) {
-    return this.call(`/runner/v1/executions/${executionId}/heartbeat`, { attempt }, JobHeartbeatResponse);
+  /** `timeoutMs`: the job's heartbeat interval, so a hung call never delays the next one by more. */
+  jobHeartbeat(executionId: string, attempt: number, timeoutMs?: number) {
+    return this.call(`/runner/v1/executions/${executionId}/heartbeat`, { attempt }, JobHeartbeatResponse, { timeoutMs });
   }
   release(executionId: string, attempt: number) {
     return this.call(`/runner/v1/executions/${executionId}/release`, { attempt }, z.object({ ok: z.literal(true) }));
   }
-  appendLogs(executionId: string, body: AppendLogsRequest) {
-    return this.call(`/runner/v1/executions/${executionId}/logs`, body, AppendLogsResponse);
+  appendLogs(executionId: string, body: AppendLogsRequest, signal?: AbortSignal) {
+    return this.call(`/runner/v1/executions/${executionId}/logs`, body, AppendLogsResponse, { signal });
   }
-  presignOutputs(executionId: string, body: PresignOutputsRequest) {
-    return this.call(`/runner/v1/executions/${executionId}/outputs/presign`, body, PresignOutputsResponse);
+  /** Up to 1000 files at once: more time than the default. */
+  presignOutputs(executionId: string, body: PresignOutputsRequest, signal?: AbortSignal) {
+    return this.call(`/runner/v1/executions/${executionId}/outputs/presign`, body, PresignOutputsResponse, { signal, timeoutMs: 60_000 });
   }
   multipartCreate(executionId: string, body: CreateMultipartRequest & { attempt: number }) {
     return this.call(`/runner/v1/executions/${executionId}/uploads/multipart`, body, CreateMultipartResponse);
@@ -95,8 +132,9 @@ export class RunnerApi {
   multipartAbort(executionId: string, body: AbortMultipartRequest & { attempt: number }) {
     return this.call(`/runner/v1/executions/${executionId}/uploads/multipart/abort`, body, z.object({ ok: z.literal(true) }));
   }
+  /** The control plane checks every output in the object store first: more time than the default. */
   complete(executionId: string, body: CompleteRequest) {
-    return this.call(`/runner/v1/executions/${executionId}/complete`, body, CompleteResponse);
+    return this.call(`/runner/v1/executions/${executionId}/complete`, body, CompleteResponse, { timeoutMs: 60_000 });
   }
 }
 

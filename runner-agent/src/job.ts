@@ -113,21 +113,42 @@ export class JobRun {
     }
   }
 
+  /**
+   * The job heartbeat, every `heartbeatMs` until run() ends. The lease check comes first on every
+   * tick, independent of the call: a call that hangs (a control plane that drops packets) must not
+   * keep this copy running while the job is requeued elsewhere (F1). One call at a time, each
+   * bounded by the interval, so a hung call delays the next by at most one tick.
+   *
+   * The check counts from when the last good heartbeat was *sent* (the control plane extended the
+   * lease no earlier than that) and gives up one interval before the lease runs out, so the
+   * container is usually gone by the time the control plane requeues the job (F11).
+   */
   private startHeartbeat(): NodeJS.Timeout {
+    const { deps, job } = this;
+    const giveUpMs = Math.max(deps.heartbeatMs, deps.leaseMs - deps.heartbeatMs);
     let lastOk = Date.now();
+    let inFlight = false;
     return setInterval(async () => {
       if (this.stopReason) return;
+      if (Date.now() - lastOk > giveUpMs) {
+        // Cut off from the control plane for (almost) a lease: the job has been (or will be)
+        // requeued elsewhere, so this copy must stop and never report.
+        this.stop('lease_lost');
+        return;
+      }
+      if (inFlight) return;
+      inFlight = true;
+      const sentAt = Date.now();
       try {
-        const hb = await this.deps.api.jobHeartbeat(this.job.executionId, this.job.attempt);
-        lastOk = Date.now();
+        const hb = await deps.api.jobHeartbeat(job.executionId, job.attempt, deps.heartbeatMs);
+        lastOk = sentAt;
         if (hb.cancel) this.stop('canceled');
       } catch (err) {
         if (isAttemptOver(err)) this.stop('stale');
-        // Cut off from the control plane for longer than a lease: the job has been (or will be)
-        // requeued elsewhere, so this copy must stop and never report.
-        else if (Date.now() - lastOk > this.deps.leaseMs) this.stop('lease_lost');
+      } finally {
+        inFlight = false;
       }
-    }, this.deps.heartbeatMs).unref();
+    }, deps.heartbeatMs).unref();
   }
 
   private async execute(logs: LogShipper): Promise<Outcome> {
