@@ -10,10 +10,16 @@ import { StringDecoder } from 'node:string_decoder';
 import type { LogChunk } from '../../shared/api/runner.js';
 import type { LogStream } from '../../shared/api/executions.js';
 import { LIMITS } from '../../shared/limits.js';
-import { isAttemptOver, type RunnerApi } from './api.js';
+import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 
 const CHUNK_CHARS = 32 * 1024;
+/**
+ * Serialized chunks per request, well under the API's 1 MiB body limit. Counting chunks alone is
+ * not enough: 100 chunks of 32 K characters are ~3.2 MB, and a refused (413) batch used to be
+ * dropped whole, notice of truncation included (F7).
+ */
+const MAX_REQUEST_BYTES = 512 * 1024;
 const FLUSH_MS = 300;
 const MAX_FILE_BYTES = 512 * 1024 ** 2;
 
@@ -40,6 +46,8 @@ export class LogShipper {
     private readonly attempt: number,
     private readonly logDir: string,
     private readonly maxStreamedBytes: number,
+    /** Aborted when the attempt is no longer ours: stop sending (and retrying) at once. */
+    private readonly signal?: AbortSignal,
   ) {}
 
   write(stream: LogStream, data: Buffer | string): void {
@@ -94,10 +102,10 @@ export class LogShipper {
   }
 
   private async sendPending(): Promise<void> {
-    while (this.pending.length && !this.stopped) {
-      const batch = this.pending.splice(0, LIMITS.maxLogChunksPerRequest);
+    while (this.pending.length && !this.stopped && !this.signal?.aborted) {
+      const batch = this.pending.splice(0, this.batchLength());
       try {
-        await withRetry(() => this.api.appendLogs(this.executionId, { attempt: this.attempt, chunks: batch }), { budgetMs: 30_000 });
+        await this.send(batch);
       } catch (err) {
         // A stale attempt is handled by the heartbeat; other failures only cost live log lines
         // (the full log is still uploaded as an artifact).
@@ -105,6 +113,32 @@ export class LogShipper {
         else this.pending.length = 0;
         return;
       }
+    }
+  }
+
+  /** How many pending chunks go in the next request: by count and by serialized size. */
+  private batchLength(): number {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && n < LIMITS.maxLogChunksPerRequest) {
+      bytes += Buffer.byteLength(JSON.stringify(this.pending[n])) + 1;
+      if (n > 0 && bytes > MAX_REQUEST_BYTES) break;
+      n++;
+    }
+    return n;
+  }
+
+  /** One request, retried; a batch the API finds too large (413) is split in halves, never dropped. */
+  private async send(batch: LogChunk[]): Promise<void> {
+    try {
+      await withRetry(() => this.api.appendLogs(this.executionId, { attempt: this.attempt, chunks: batch }, this.signal), { budgetMs: 30_000, signal: this.signal });
+    } catch (err) {
+      if (!(err instanceof ApiCallError && err.status === 413)) throw err;
+      // A single chunk (≤ 32 K characters) cannot be split further: only it is lost.
+      if (batch.length === 1) return;
+      const half = Math.ceil(batch.length / 2);
+      await this.send(batch.slice(0, half));
+      await this.send(batch.slice(half));
     }
   }
 
