@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LIMITS } from '../../shared/limits.js';
 import { contentTypeFor, downloadVerified, scanTree, TransferError } from './files.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -83,6 +84,24 @@ describe('scanTree', () => {
     const { files, skipped } = await scanTree(root);
     expect(files).toEqual([]);
     expect(skipped[0]!.reason).toMatch(/UTF-8/);
+  });
+});
+
+describe('scanTree: paths the API cannot take', () => {
+  it('reports a file whose path is longer than the API accepts and keeps the others', async () => {
+    const root = join(dir, 'long');
+    const deep = Array.from({ length: 6 }, () => 'd'.repeat(200)).join('/');
+    await mkdir(join(root, deep), { recursive: true });
+    await writeFile(join(root, deep, 'deep.txt'), 'x');
+    // Exactly at the limit: kept.
+    const atLimit = `${Array.from({ length: 4 }, () => 'e'.repeat(200)).join('/')}/${'f'.repeat(LIMITS.maxPathBytes - 804)}`;
+    expect(atLimit.length).toBe(LIMITS.maxPathBytes);
+    await mkdir(join(root, atLimit, '..'), { recursive: true });
+    await writeFile(join(root, atLimit), 'at the limit');
+    await writeFile(join(root, 'ok.txt'), 'ok');
+    const { files, skipped } = await scanTree(root);
+    expect(files.map((f) => f.path)).toEqual([atLimit, 'ok.txt']);
+    expect(skipped).toEqual([{ path: `${deep}/deep.txt`, reason: `path longer than ${LIMITS.maxPathBytes} characters` }]);
   });
 });
 

@@ -127,7 +127,8 @@ const SAFE_NAME = /^[^\u0000-\u001f\\]+$/;
 /**
  * Every regular file under `root`, relative, with size and sha256. Symlinks are never followed
  * (a link pointing outside /work cannot leak a host file); names that are not valid UTF-8 or
- * contain control characters are skipped and reported.
+ * contain control characters, and paths longer than the API accepts, are skipped and reported
+ * (one unrepresentable file must not fail the whole attempt).
  */
 export async function scanTree(root: string, maxFiles = LIMITS.maxOutputsPerExecution + 1): Promise<ScanResult> {
   const files: FileEntry[] = [];
@@ -149,6 +150,12 @@ export async function scanTree(root: string, maxFiles = LIMITS.maxOutputsPerExec
         await walk(full);
       } else if (st.isFile()) {
         if (files.length >= maxFiles) return;
+        // Same measure as the API's RelativePath (string length). Directories are still walked:
+        // each file under a long directory is reported by its own path.
+        if (rel.length > LIMITS.maxPathBytes) {
+          skipped.push({ path: rel, reason: `path longer than ${LIMITS.maxPathBytes} characters` });
+          continue;
+        }
         files.push({ path: rel, size: st.size, sha256: await sha256File(full) });
       } else {
         skipped.push({ path: rel, reason: 'not a regular file' });
