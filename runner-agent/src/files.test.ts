@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIMITS } from '../../shared/limits.js';
-import { contentTypeFor, downloadVerified, scanTree, TransferError } from './files.js';
+import { contentTypeFor, downloadVerified, isTransientTransferError, scanTree, TransferError } from './files.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -18,6 +18,8 @@ const bodies = new Map<string, Buffer>();
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rgrid-files-'));
   server = createServer((req, res) => {
+    if (req.url === '/busy') return res.writeHead(503).end('slow down');
+    if (req.url === '/expired') return res.writeHead(403, { 'content-type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message><Expires>x</Expires></Error>');
     const body = bodies.get(req.url ?? '');
     if (!body) return res.writeHead(404).end('missing');
     res.writeHead(200, { 'content-length': body.length }).end(body);
@@ -57,6 +59,31 @@ describe('downloadVerified', () => {
 
   it('reports an HTTP error with its status', async () => {
     await expect(downloadVerified({ download: req('/nope'), sha256: sha(''), size: 0, encoding: 'identity', dest: join(dir, 'nope'), label: 'input nope' })).rejects.toThrow(/input nope answered 404/);
+  });
+
+  it('tells failures worth retrying (store unreachable, 5xx) from final ones (4xx, checksum, local files)', async () => {
+    const fail = (path: string, dest = join(dir, 'x'), digest = sha('')) =>
+      downloadVerified({ download: req(path), sha256: digest, size: 5, encoding: 'identity', dest, label: 'input x' }).catch((e: unknown) => e);
+    const busy = await fail('/busy');
+    expect(busy).toMatchObject({ status: 503 });
+    expect(isTransientTransferError(busy)).toBe(true);
+    // An S3 error document is summarized, not pasted.
+    const expired = await fail('/expired');
+    expect((expired as Error).message).toBe('download of input x answered 403: AccessDenied: Request has expired');
+    expect(isTransientTransferError(expired)).toBe(false);
+    bodies.set('/ok5', Buffer.from('hello'));
+    expect(isTransientTransferError(await fail('/ok5'))).toBe(false); // checksum mismatch
+    await writeFile(join(dir, 'plain'), 'a file');
+    const local = await fail('/ok5', join(dir, 'plain', 'under-a-file'), sha('hello'));
+    expect((local as NodeJS.ErrnoException).code).toMatch(/ENOTDIR|EEXIST/);
+    expect(isTransientTransferError(local)).toBe(false);
+    // Nothing listens on a port we just closed: connection refused.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise((r) => closed.close(r));
+    const refused = await downloadVerified({ download: { ...req('/'), url: `http://127.0.0.1:${port}/x` }, sha256: sha(''), size: 0, encoding: 'identity', dest: join(dir, 'y'), label: 'y' }).catch((e: unknown) => e);
+    expect(isTransientTransferError(refused)).toBe(true);
   });
 });
 

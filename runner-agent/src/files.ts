@@ -15,10 +15,37 @@ import { LIMITS } from '../../shared/limits.js';
 import type { PresignedRequest } from '../../shared/api/common.js';
 
 export class TransferError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The HTTP status the object store (or remote server) answered, when that was the failure. */
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'TransferError';
   }
+}
+
+/** The gist of an error body: an S3 error document becomes "Code: Message", anything else is cut short. */
+export function summarizeErrorBody(text: string): string {
+  const m = /<Code>([^<]*)<\/Code>\s*<Message>([^<]*)<\/Message>/.exec(text);
+  return m ? `${m[1]}: ${m[2]}` : text.slice(0, 200);
+}
+
+/** Socket-level failures of a transfer (undici and Node codes); local file errors are not among them. */
+const NETWORK_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+]);
+
+/**
+ * A transfer failure worth another try: the store was unreachable or answered 429/5xx. A 4xx
+ * (expired or refused URL), a checksum or size mismatch and local file errors (EEXIST, ENOSPC…)
+ * are final: trying again gives the same answer.
+ */
+export function isTransientTransferError(err: unknown): boolean {
+  if (err instanceof TransferError) return err.status !== undefined && (err.status === 429 || err.status >= 500);
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NETWORK_CODES.has(code);
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -53,10 +80,11 @@ export interface DownloadSpec {
 export async function downloadVerified(spec: DownloadSpec, signal?: AbortSignal): Promise<void> {
   await mkdir(dirname(spec.dest), { recursive: true });
   const tmp = `${spec.dest}.rgrid-partial`;
-  const res = await request(spec.download.url, { method: 'GET', headers: spec.download.headers, signal });
+  // Bounded: a store that drops packets must not hang the job for undici's default 300 s.
+  const res = await request(spec.download.url, { method: 'GET', headers: spec.download.headers, signal, headersTimeout: 30_000, bodyTimeout: 60_000 });
   if (res.statusCode !== 200) {
     const body = await res.body.text().catch(() => '');
-    throw new TransferError(`download of ${spec.label} answered ${res.statusCode}: ${body.slice(0, 200)}`);
+    throw new TransferError(`download of ${spec.label} answered ${res.statusCode}: ${summarizeErrorBody(body)}`, res.statusCode);
   }
   const hash = createHash('sha256');
   const tee = new Transform({
@@ -91,7 +119,7 @@ export async function fetchRemote(url: string, dest: string, maxBytes: number, d
   const res = await request(url, { method: 'GET', dispatcher, signal, headersTimeout: 30_000, bodyTimeout: 60_000 });
   if (res.statusCode !== 200) {
     await res.body.text().catch(() => '');
-    throw new TransferError(`remote input ${url} answered ${res.statusCode}`);
+    throw new TransferError(`remote input ${url} answered ${res.statusCode}`, res.statusCode);
   }
   let size = 0;
   const count = new Transform({

@@ -14,7 +14,7 @@ import { normalizeRequirements } from '../../shared/requirements.js';
 import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 import { LogShipper } from './logs.js';
-import { contentTypeFor, downloadVerified, fetchRemote, scanTree, sha256File, type FileEntry } from './files.js';
+import { contentTypeFor, downloadVerified, fetchRemote, isTransientTransferError, scanTree, sha256File, type DownloadSpec, type FileEntry } from './files.js';
 import type { Dispatcher } from 'undici';
 import { gzipFile, isMultipart, progressReporter, shouldCompress, uploadMultipart, uploadSingle } from './upload.js';
 import { EnvBuildError, ensureEnvImage } from './docker/build.js';
@@ -162,12 +162,11 @@ export class JobRun {
     // 1. Inputs and script, verified.
     const scriptPath = join(scriptDir, job.script.name);
     try {
-      await downloadVerified({ download: job.script.download, sha256: job.script.sha256, size: job.script.size, encoding: 'identity', dest: scriptPath, label: `script ${job.script.name}` }, signal);
+      await this.download({ download: job.script.download, sha256: job.script.sha256, size: job.script.size, encoding: 'identity', dest: scriptPath, label: `script ${job.script.name}` }, logs);
       for (const input of job.inputs) {
         const dest = resolve(work, input.path);
         if (!dest.startsWith(work + sep)) throw new Error(`input path ${input.path} leaves /work`);
-        const progress = input.size > 10 * 1024 * 1024 ? progressReporter(`downloading ${input.path}`, input.size, (l) => logs.system(l)) : undefined;
-        await downloadVerified({ ...input, dest, label: `input ${input.path}`, onBytes: progress && ((n) => progress.add(n)) }, signal);
+        await this.download({ ...input, dest, label: `input ${input.path}` }, logs);
       }
       for (const remote of job.remoteInputs) {
         const dest = resolve(work, remote.path);
@@ -177,6 +176,9 @@ export class JobRun {
       }
     } catch (err) {
       if (signal.aborted) throw new JobFailure('canceled', 'stopped while downloading inputs');
+      // Still unreachable (or 5xx) after a minute of retries: our side failed, not the user's
+      // inputs. A 4xx, a checksum mismatch or an input layout that cannot be placed stays input_error.
+      if (isTransientTransferError(err)) throw new JobFailure('internal', `could not download the inputs: ${(err as Error).message}`);
       throw new JobFailure('input_error', (err as Error).message);
     }
 
@@ -221,6 +223,26 @@ export class JobRun {
       return { outcome: 'failed', failureKind: 'script_error', exitCode: res.exitCode, message: `script wrote more than ${LIMITS.maxOutputsPerExecution} output files`, outputs: [], cache, durationMs: res.durationMs };
     }
     return { ...base, outputs, cache, durationMs: res.durationMs };
+  }
+
+  /**
+   * One verified download from the object store; network errors, 429 and 5xx are retried for
+   * 60 s, so a store blip at job start does not fail the job (F3).
+   */
+  private async download(spec: Omit<DownloadSpec, 'onBytes'>, logs: LogShipper): Promise<void> {
+    const signal = this.stopper.signal;
+    await withRetry(
+      () => {
+        const progress = spec.size > 10 * 1024 * 1024 ? progressReporter(`downloading ${spec.label}`, spec.size, (l) => logs.system(l)) : undefined;
+        return downloadVerified({ ...spec, onBytes: progress && ((n) => progress.add(n)) }, signal);
+      },
+      {
+        budgetMs: 60_000,
+        signal,
+        retryIf: isTransientTransferError,
+        onRetry: (err, ms) => logs.system(`[rgrid] download of ${spec.label} failed (${(err as Error).message}); retrying in ${ms} ms`),
+      },
+    );
   }
 
   private async environment(logs: LogShipper): Promise<{ image: string; cache: Outcome['cache'] }> {

@@ -37,4 +37,21 @@ describe('retry policy', () => {
     }, { budgetMs: 50, baseMs: 10, maxMs: 20 })).rejects.toThrow('fetch failed');
     expect(calls).toBeGreaterThan(1);
   });
+
+  it('retries only what retryIf accepts when the caller states it', async () => {
+    let calls = 0;
+    const fail = (err: Error) => withRetry(async () => {
+      calls++;
+      throw err;
+    }, { budgetMs: 5000, baseMs: 1, maxMs: 2, retryIf: (e) => (e as Error).message === 'again' });
+    await expect(fail(Object.assign(new Error('EEXIST'), { code: 'EEXIST' }))).rejects.toThrow('EEXIST');
+    expect(calls).toBe(1); // isRetryable would have taken any error with a code
+    calls = 0;
+    let n = 0;
+    const v = await withRetry(async () => {
+      if (++n < 3) throw new Error('again');
+      return 'done';
+    }, { budgetMs: 5000, baseMs: 1, retryIf: (e) => (e as Error).message === 'again' });
+    expect([v, n]).toEqual(['done', 3]);
+  });
 });

@@ -12,6 +12,8 @@ export interface RetryOptions {
   baseMs?: number;
   maxMs?: number;
   signal?: AbortSignal;
+  /** Which errors are worth another try; isRetryable (API calls) unless stated. */
+  retryIf?: (err: unknown) => boolean;
   onRetry?: (err: unknown, delayMs: number) => void;
 }
 
@@ -30,7 +32,7 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Pr
     try {
       return await fn();
     } catch (err) {
-      if (!isRetryable(err) || opts.signal?.aborted) throw err;
+      if (!(opts.retryIf ?? isRetryable)(err) || opts.signal?.aborted) throw err;
       const delay = Math.round(Math.random() * Math.min(max, base * 2 ** attempt));
       if (Date.now() - start + delay > opts.budgetMs) throw err;
       opts.onRetry?.(err, delay);

@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { MULTIPART_PART_BYTES, MULTIPART_THRESHOLD_BYTES, type PresignedRequest } from '../../shared/api/common.js';
 import type { RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
-import { TransferError } from './files.js';
+import { TransferError, isTransientTransferError, summarizeErrorBody } from './files.js';
 
 const COMPRESSIBLE = /^(text\/|application\/(json|x-ndjson|xml|yaml|javascript))/;
 const MIN_COMPRESS_BYTES = 1024;
@@ -49,7 +49,7 @@ async function putStream(url: string, headers: Record<string, string>, path: str
   const body = length === 0 ? '' : Readable.from(createReadStream(path, { start, end: start + length - 1 }).on('data', (c) => onBytes?.((c as Buffer).length)));
   const res = await request(url, { method: 'PUT', headers: { ...headers, 'content-length': String(length) }, body, signal });
   const text = await res.body.text();
-  if (res.statusCode !== 200) throw new TransferError(`upload answered ${res.statusCode}: ${text.slice(0, 200)}`);
+  if (res.statusCode !== 200) throw new TransferError(`upload answered ${res.statusCode}: ${summarizeErrorBody(text)}`, res.statusCode);
   return String(res.headers.etag ?? '');
 }
 
@@ -64,17 +64,17 @@ export interface StoredFile {
   label: string;
 }
 
-/** One presigned PUT (small files). */
+/** One presigned PUT (small files); store outages, 429 and 5xx are retried for 60 s. */
 export async function uploadSingle(file: StoredFile, upload: PresignedRequest, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
   const progress = file.storedSize > 10 * 1024 * 1024 ? progressReporter(`uploading ${file.label}`, file.storedSize, log) : undefined;
-  await withRetry(() => putStream(upload.url, upload.headers, file.storedPath, 0, file.storedSize, progress && ((n) => progress.add(n)), signal), { budgetMs: 60_000, signal });
+  await withRetry(() => putStream(upload.url, upload.headers, file.storedPath, 0, file.storedSize, progress && ((n) => progress.add(n)), signal), { budgetMs: 60_000, signal, retryIf: isTransientTransferError });
 }
 
 /** Parts in parallel through the runner's multipart endpoints; aborted on failure. */
 export async function uploadMultipart(api: RunnerApi, executionId: string, attempt: number, file: StoredFile, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
   const start = await withRetry(
     () => api.multipartCreate(executionId, { attempt, sha256: file.sha256, size: file.size, storedSize: file.storedSize, encoding: file.encoding, partSize: MULTIPART_PART_BYTES }),
-    { budgetMs: 60_000 },
+    { budgetMs: 60_000, signal },
   );
   if (!start.uploadId) return; // already stored
   const uploadId = start.uploadId;
@@ -94,14 +94,14 @@ export async function uploadMultipart(api: RunnerApi, executionId: string, attem
               sent = 0;
               return putStream(part.url, {}, file.storedPath, offset, length, (n) => (sent += n), signal);
             },
-            { budgetMs: 120_000, signal, onRetry: (err) => log(`[rgrid] part ${part.partNumber} of ${file.label} failed (${(err as Error).message}); retrying`) },
+            { budgetMs: 120_000, signal, retryIf: isTransientTransferError, onRetry: (err) => log(`[rgrid] part ${part.partNumber} of ${file.label} failed (${(err as Error).message}); retrying`) },
           );
           progress.add(sent);
           etags.push({ partNumber: part.partNumber, etag });
         }
       }),
     );
-    await withRetry(() => api.multipartComplete(executionId, { attempt, sha256: file.sha256, size: file.size, encoding: file.encoding, uploadId, parts: etags }), { budgetMs: 60_000 });
+    await withRetry(() => api.multipartComplete(executionId, { attempt, sha256: file.sha256, size: file.size, encoding: file.encoding, uploadId, parts: etags }), { budgetMs: 60_000, signal });
   } catch (err) {
     await api.multipartAbort(executionId, { attempt, sha256: file.sha256, uploadId }).catch(() => undefined);
     throw err;
