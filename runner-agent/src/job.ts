@@ -58,8 +58,17 @@ class JobFailure extends Error {
 /** Why the container was stopped from outside. */
 type StopReason = 'canceled' | 'stale' | 'lease_lost' | 'shutdown';
 
+/** The completion message is limited by the API (CompleteRequest.message). */
+const MAX_MESSAGE = 4000;
+
 export class JobRun {
+  /** Aborted on every stop: the container, downloads, the build and output uploads end. */
   private readonly stopper = new AbortController();
+  /**
+   * Aborted only when the attempt is no longer ours (stale, lease lost, shutdown): a canceled job
+   * still ships its logs, an abandoned one ships nothing more.
+   */
+  private readonly abandoned = new AbortController();
   private stopReason: StopReason | undefined;
   private readonly dir: string;
 
@@ -75,10 +84,17 @@ export class JobRun {
     this.stop('shutdown');
   }
 
+  /** A canceled attempt may still be abandoned later (lease lost while its logs upload); nothing else changes a stop. */
   private stop(reason: StopReason): void {
-    if (this.stopReason) return;
+    if (reason === 'canceled' ? this.stopReason : this.abandonedReason) return;
     this.stopReason = reason;
-    this.stopper.abort(new Error(reason));
+    if (!this.stopper.signal.aborted) this.stopper.abort(new Error(reason));
+    if (reason !== 'canceled') this.abandoned.abort(new Error(reason));
+  }
+
+  /** The attempt was taken away or given back: nothing may be reported for it. */
+  private get abandonedReason(): StopReason | undefined {
+    return this.stopReason === 'canceled' ? undefined : this.stopReason;
   }
 
   async run(): Promise<void> {
@@ -88,7 +104,7 @@ export class JobRun {
     let logs: LogShipper | undefined;
     try {
       await mkdir(logDir, { recursive: true });
-      logs = new LogShipper(deps.api, job.executionId, job.attempt, logDir, deps.config.maxStreamedLogBytes);
+      logs = new LogShipper(deps.api, job.executionId, job.attempt, logDir, deps.config.maxStreamedLogBytes, this.abandoned.signal);
       let result: Outcome;
       try {
         result = await this.execute(logs);
@@ -100,7 +116,8 @@ export class JobRun {
         result = { ...result, outcome: 'failed', failureKind: 'canceled', message: 'canceled by user', outputs: [] };
       }
       if (result.message && result.outcome === 'failed') logs.system(`[rgrid] ${result.message}`);
-      clearInterval(heartbeat);
+      // The heartbeat goes on until finish() has returned: uploading the outputs can take longer
+      // than a lease (big files, a store outage), and a slow upload is not a lost runner (F2).
       const logFiles = await logs.close();
       logs = undefined;
       await this.finish(result, logFiles.map((f) => ({ path: f.name, localPath: f.localPath, size: f.size })));
@@ -129,7 +146,8 @@ export class JobRun {
     let lastOk = Date.now();
     let inFlight = false;
     return setInterval(async () => {
-      if (this.stopReason) return;
+      // A canceled attempt keeps its lease while its logs upload and it reports.
+      if (this.abandonedReason) return;
       if (Date.now() - lastOk > giveUpMs) {
         // Cut off from the control plane for (almost) a lease: the job has been (or will be)
         // requeued elsewhere, so this copy must stop and never report.
@@ -279,23 +297,27 @@ export class JobRun {
     }
   }
 
-  /** Uploads outputs and logs, then reports. Skipped when the attempt is no longer ours. */
+  /**
+   * Uploads outputs and logs, then reports. Skipped when the attempt is no longer ours, before or
+   * during the uploads (the heartbeat still runs and aborts them).
+   */
   private async finish(result: Outcome, logFiles: { path: string; localPath: string; size: number }[]): Promise<void> {
     const { job, deps } = this;
-    if (this.stopReason === 'stale' || this.stopReason === 'lease_lost') {
-      deps.log(`job ${job.executionId} attempt ${job.attempt}: attempt taken away (${this.stopReason}); not reporting`);
-      return;
-    }
-    if (this.stopReason === 'shutdown') {
-      await deps.api.release(job.executionId, job.attempt).catch(() => undefined);
-      return;
-    }
-    const outputs = await this.uploadAll(result.outputs, 'output');
-    const logs = await this.uploadAll(logFiles.map((f) => ({ ...f, sha256: '' })), 'log');
+    if (await this.gaveUp()) return;
+    const outputs = await this.uploadAll(result.outputs, 'output', this.stopper.signal);
+    const logs = await this.uploadAll(logFiles.map((f) => ({ ...f, sha256: '' })), 'log', this.abandoned.signal);
+    if (await this.gaveUp()) return;
     let report = result;
-    if (!outputs.ok || !logs.ok) {
-      report = { ...result, outcome: 'failed', failureKind: 'internal', message: `uploading outputs failed: ${outputs.ok ? (logs as { error: string }).error : outputs.error}`, outputs: [] };
+    if (this.stopReason === 'canceled' && result.failureKind !== 'canceled') {
+      // Canceled while the outputs uploaded: the outputs are not recorded.
+      report = { ...result, outcome: 'failed', failureKind: 'canceled', message: 'canceled by user', outputs: [] };
+    } else if (!outputs.ok) {
+      report = { ...result, outcome: 'failed', failureKind: 'internal', message: `uploading outputs failed: ${outputs.error}`, outputs: [] };
     }
+    // Logs that cannot be uploaded do not change the outcome: the user sees what happened to the
+    // job, with a note (F9). Only outputs decide between the outcome and `internal`.
+    if (!logs.ok) report = { ...report, message: [report.message, `(logs could not be uploaded: ${logs.error})`].filter(Boolean).join(' ') };
+    if (report.message && report.message.length > MAX_MESSAGE) report = { ...report, message: report.message.slice(0, MAX_MESSAGE - 1) + '…' };
     const files = (r: typeof outputs) => (r.ok ? r.files : []);
     try {
       await withRetry(
@@ -306,7 +328,7 @@ export class JobRun {
             failureKind: report.failureKind,
             exitCode: report.exitCode,
             message: report.message,
-            outputs: report.outcome === 'failed' && report.failureKind === 'internal' ? [] : files(outputs),
+            outputs: report.outcome === 'failed' && (report.failureKind === 'internal' || report.failureKind === 'canceled') ? [] : files(outputs),
             logs: files(logs),
             cache: report.cache,
             durationMs: report.durationMs,
@@ -322,6 +344,21 @@ export class JobRun {
     }
   }
 
+  /** True (after saying so, or giving the lease back) when this attempt must not be reported. */
+  private async gaveUp(): Promise<boolean> {
+    const { job, deps } = this;
+    const reason = this.abandonedReason;
+    if (reason === 'stale' || reason === 'lease_lost') {
+      deps.log(`job ${job.executionId} attempt ${job.attempt}: attempt taken away (${reason}); not reporting`);
+      return true;
+    }
+    if (reason === 'shutdown') {
+      await deps.api.release(job.executionId, job.attempt).catch(() => undefined);
+      return true;
+    }
+    return false;
+  }
+
   /**
    * Uploads outputs or logs (text gzip-compressed, large files in parts). Returns the file refs to
    * report, or an error: a failed upload fails the attempt cleanly, with nothing recorded.
@@ -329,6 +366,7 @@ export class JobRun {
   private async uploadAll(
     files: { path: string; localPath: string; size: number; sha256: string }[],
     kind: 'output' | 'log',
+    signal: AbortSignal,
   ): Promise<{ ok: true; files: { path: string; sha256: string; size: number; contentType: string; encoding: 'identity' | 'gzip' }[] } | { ok: false; error: string }> {
     if (!files.length) return { ok: true, files: [] };
     const { job, deps } = this;
@@ -351,22 +389,21 @@ export class JobRun {
       for (let i = 0; i < refs.length; i += 1000) {
         const part = refs.slice(i, i + 1000);
         const { uploads } = await withRetry(
-          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map((r) => ({ path: r.path, sha256: r.sha256, size: r.size, contentType: r.contentType, encoding: r.encoding })) }),
-          { budgetMs: 60_000 },
+          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map((r) => ({ path: r.path, sha256: r.sha256, size: r.size, contentType: r.contentType, encoding: r.encoding })) }, signal),
+          { budgetMs: 60_000, signal },
         );
         const bySha = new Map(part.map((r) => [r.sha256, r]));
         await parallel(uploads, 4, async (u) => {
           const f = bySha.get(u.sha256)!;
           const stored = { ...f, label: f.path };
-          // No abort signal: a canceled job still uploads its logs; stale and shutdown attempts never get here.
-          if (isMultipart(f.storedSize)) await uploadMultipart(deps.api, job.executionId, job.attempt, stored, log);
-          else await uploadSingle(stored, u, log);
+          if (isMultipart(f.storedSize)) await uploadMultipart(deps.api, job.executionId, job.attempt, stored, log, signal);
+          else await uploadSingle(stored, u, log, signal);
         });
       }
       return { ok: true, files: refs.map(({ path, sha256, size, contentType, encoding }) => ({ path, sha256, size, contentType, encoding })) };
     } catch (err) {
       if (isAttemptOver(err)) throw err;
-      return { ok: false, error: `${kind}s: ${(err as Error).message}` };
+      return { ok: false, error: (err as Error).message };
     }
   }
 }
