@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-// rgrid-runner: the runner daemon. TypeScript sources run through tsx.
-import { register } from 'tsx/esm/api';
+// rgrid-runner: the runner daemon (../runner-agent/src/main.ts), loaded like bin/rgrid.mjs.
+import { loadEntry } from './_load.mjs';
 
-register();
-const { main } = await import('../runner-agent/src/main.ts');
+const { main } = await loadEntry('runner-agent/src/main.ts', 'rgrid-runner');
 process.exitCode = await main();
 process.exit();
