@@ -127,6 +127,20 @@ describe('dispatcher: claim, lease, heartbeat, completion', () => {
     expect((await getExecution(t, exec.id)).status).toBe('running');
   });
 
+  it('after the finish, only the runner that held the attempt gets the idempotent answer; another runner is stale', async () => {
+    const t = await newTenant();
+    const owner = await newRunner(t, 'owner');
+    const other = await newRunner(t, 'other');
+    const exec = await queuedExecution(t);
+    await claim(owner.runnerToken);
+    expect((await complete(owner.runnerToken, exec.id, { attempt: 1 })).json).toEqual({ status: 'succeeded', duplicate: false });
+    expect((await complete(owner.runnerToken, exec.id, { attempt: 1 })).json).toEqual({ status: 'succeeded', duplicate: true });
+    const forged = await complete(other.runnerToken, exec.id, { attempt: 1, outcome: 'failed', failureKind: 'script_error', exitCode: 66 });
+    expect(forged.status, forged.text).toBe(409);
+    expect(forged.json.error.code).toBe('stale_attempt');
+    expect(await getExecution(t, exec.id)).toMatchObject({ status: 'succeeded', exitCode: 0 });
+  });
+
   it('fails as runner_lost after the last attempt expires', async () => {
     const t = await newTenant();
     const runner = await newRunner(t);
@@ -252,5 +266,60 @@ describe('runner logs', () => {
     await complete(runner.runnerToken, exec.id, { attempt: 1 });
     const end = await call('GET', `/api/v1/executions/${exec.id}/logs?cursor=${next.json.cursor}`, { token: t.key });
     expect(end.json).toMatchObject({ chunks: [], done: true, status: 'succeeded' });
+  });
+});
+
+describe('runner fencing outside the Dispatcher', () => {
+  const MB = 1024 * 1024;
+  const runnerCall = (token: string, id: string, what: string, body: Record<string, unknown>) => call('POST', `/runner/v1/executions/${id}/${what}`, { token, body });
+
+  it('a runner of another pool gets 404 for heartbeat and release, without the job’s state (F13)', async () => {
+    const a = await newTenant();
+    const b = await newTenant();
+    const holder = await newRunner(a);
+    const stranger = await newRunner(b);
+    const exec = await queuedExecution(a);
+    await claim(holder.runnerToken);
+    const calls: [string, Record<string, unknown>][] = [
+      ['heartbeat', { attempt: 1 }],
+      ['release', { attempt: 1 }],
+      ['uploads/multipart/abort', { attempt: 1, sha256: 'c'.repeat(64), uploadId: 'x' }],
+    ];
+    for (const [what, body] of calls) {
+      const r = await runnerCall(stranger.runnerToken, exec.id, what, body);
+      expect(r.status, `${what}: ${r.text}`).toBe(404);
+      expect(r.json.error.code).toBe('not_found');
+      expect(r.json.error.details).toBeUndefined();
+    }
+    // Nothing happened to the holder's job.
+    expect((await getExecution(a, exec.id)).status).toBe('running');
+    expect((await runnerCall(holder.runnerToken, exec.id, 'heartbeat', { attempt: 1 })).status).toBe(200);
+  });
+
+  it('only the runner that ran the execution may abort its multipart uploads, including a lost attempt’s (F12)', async () => {
+    const t = await newTenant();
+    const holder = await newRunner(t, 'holder');
+    const rival = await newRunner(t, 'rival');
+    const exec = await queuedExecution(t);
+    expect((await claim(holder.runnerToken)).jobs[0]).toMatchObject({ executionId: exec.id, attempt: 1 });
+    const big = { sha256: (await blob(`big ${Math.random()}`)).sha256, size: 6 * MB, storedSize: 6 * MB, partSize: 5 * MB };
+    const mp = await runnerCall(holder.runnerToken, exec.id, 'uploads/multipart', { attempt: 1, ...big });
+    expect(mp.status, mp.text).toBe(201);
+    const abort = (token: string, attempt: number) => runnerCall(token, exec.id, 'uploads/multipart/abort', { attempt, sha256: big.sha256, uploadId: mp.json.uploadId });
+
+    for (const [who, r] of [['rival', await abort(rival.runnerToken, 1)], ['holder, an attempt not yet started', await abort(holder.runnerToken, 2)]] as const) {
+      expect(r.status, `${who}: ${r.text}`).toBe(409);
+      expect(r.json.error.code).toBe('stale_attempt');
+    }
+    // The upload survived: its part URL still takes bytes.
+    expect((await fetch(mp.json.parts[0].url, { method: 'PUT', body: new Uint8Array(5 * MB) })).status).toBe(200);
+
+    // The holder loses its lease and gets the job again: it may still clean up attempt 1's upload.
+    await expireLeases(t.pool);
+    expect((await claim(holder.runnerToken)).jobs[0]).toMatchObject({ executionId: exec.id, attempt: 2 });
+    expect((await abort(rival.runnerToken, 1)).status).toBe(409);
+    const own = await abort(holder.runnerToken, 1);
+    expect(own.status, own.text).toBe(200);
+    expect((await fetch(mp.json.parts[1].url, { method: 'PUT', body: new Uint8Array(MB) })).status).toBe(404);
   });
 });

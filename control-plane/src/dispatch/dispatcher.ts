@@ -76,13 +76,18 @@ export class Dispatcher extends DurableObject<Bindings> {
         execution_id TEXT PRIMARY KEY,
         attempt INTEGER NOT NULL,
         status TEXT NOT NULL,
-        finished_at INTEGER NOT NULL
+        finished_at INTEGER NOT NULL,
+        runner_id TEXT
       );
       CREATE INDEX IF NOT EXISTS finished_at ON finished(finished_at);
       CREATE INDEX IF NOT EXISTS jobs_batch ON jobs(batch_id, state);
       -- Per-batch concurrency caps (--parallel): active = jobs of the batch holding a lease.
       CREATE TABLE IF NOT EXISTS batch_caps (batch_id TEXT PRIMARY KEY, parallel INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 0);
     `);
+    // finished.runner_id came later: queues created before get the column.
+    if (!this.sql.exec<{ name: string }>(`PRAGMA table_info(finished)`).toArray().some((c) => c.name === 'runner_id')) {
+      this.sql.exec(`ALTER TABLE finished ADD COLUMN runner_id TEXT`);
+    }
   }
 
   private get leaseMs(): number {
@@ -267,7 +272,10 @@ export class Dispatcher extends DurableObject<Bindings> {
 
   async complete(args: CompleteArgs): Promise<CompleteResult> {
     const finished = this.finished(args.executionId);
-    if (finished && finished.attempt === args.attempt) {
+    // A repeated completion of the same attempt by the runner that held it is idempotent; any
+    // other runner naming that attempt is stale (it never held it). NULL: nobody held it (canceled
+    // while queued), or it finished before runner_id was recorded.
+    if (finished && finished.attempt === args.attempt && finished.runner_id === args.runnerId) {
       return { ok: true, status: finished.status as ExecutionState, duplicate: true };
     }
     const job = this.job(args.executionId);
@@ -308,7 +316,7 @@ export class Dispatcher extends DurableObject<Bindings> {
       this.sql.exec(`UPDATE jobs SET state = 'leased' WHERE execution_id = ? AND state = 'completing'`, args.executionId);
       throw err;
     }
-    this.finish(args.executionId, args.attempt, next.state, now);
+    this.finish(args.executionId, args.attempt, next.state, now, args.runnerId);
     await this.notify([{ batchId: job.batch_id, executionId: args.executionId, status: next.state, at: now, failureKind: next.failureKind ?? null, message: args.message, exitCode: args.exitCode }]);
     return { ok: true, status: next.state, duplicate: false };
   }
@@ -336,7 +344,7 @@ export class Dispatcher extends DurableObject<Bindings> {
       )
         .bind(now, executionId)
         .run();
-      this.finish(executionId, job.attempt, 'canceled', now);
+      this.finish(executionId, job.attempt, 'canceled', now, job.runner_id);
       await this.notify([{ batchId: job.batch_id, executionId, status: 'canceled', at: now, failureKind: 'canceled', message: 'canceled' }]);
       return { ok: true, status: 'canceled', pending: false };
     }
@@ -388,7 +396,7 @@ export class Dispatcher extends DurableObject<Bindings> {
         this.sql.exec(`UPDATE jobs SET state = 'ready', runner_id = NULL, lease_deadline = NULL WHERE execution_id = ? AND attempt = ?`, job.execution_id, job.attempt);
         this.recount(job.batch_id);
       } else {
-        this.finish(job.execution_id, job.attempt, state, now);
+        this.finish(job.execution_id, job.attempt, state, now, job.runner_id);
       }
     }
     this.wake();
@@ -424,15 +432,15 @@ export class Dispatcher extends DurableObject<Bindings> {
     return this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE execution_id = ?`, executionId).toArray()[0];
   }
 
-  private finished(executionId: string): { attempt: number; status: string } | undefined {
-    return this.sql.exec<{ attempt: number; status: string }>(`SELECT attempt, status FROM finished WHERE execution_id = ?`, executionId).toArray()[0];
+  private finished(executionId: string): { attempt: number; status: string; runner_id: string | null } | undefined {
+    return this.sql.exec<{ attempt: number; status: string; runner_id: string | null }>(`SELECT attempt, status, runner_id FROM finished WHERE execution_id = ?`, executionId).toArray()[0];
   }
 
-  private finish(executionId: string, attempt: number, status: ExecutionState, now: number): void {
+  private finish(executionId: string, attempt: number, status: ExecutionState, now: number, runnerId: string | null): void {
     const batchId = this.job(executionId)?.batch_id ?? null;
     this.sql.exec(`DELETE FROM jobs WHERE execution_id = ?`, executionId);
     this.recount(batchId);
-    this.sql.exec(`INSERT OR REPLACE INTO finished (execution_id, attempt, status, finished_at) VALUES (?, ?, ?, ?)`, executionId, attempt, status, now);
+    this.sql.exec(`INSERT OR REPLACE INTO finished (execution_id, attempt, status, finished_at, runner_id) VALUES (?, ?, ?, ?, ?)`, executionId, attempt, status, now, runnerId);
     void this.scheduleAlarm();
   }
 
@@ -468,7 +476,7 @@ export class Dispatcher extends DurableObject<Bindings> {
         .bind(message, now, ...part.map((j) => j.execution_id))
         .run();
     }
-    for (const j of ready) this.finish(j.execution_id, j.attempt, 'canceled', now);
+    for (const j of ready) this.finish(j.execution_id, j.attempt, 'canceled', now, j.runner_id);
     const stopping = this.sql.exec(`UPDATE jobs SET cancel_requested = 1 WHERE batch_id = ? AND state != 'ready'`, batchId).rowsWritten;
     await this.notify(
       [...ready.map((j) => j.execution_id), ...created.results.map((r) => r.id)].map((executionId) => ({

@@ -168,11 +168,20 @@ runnerRoutes.post('/claim', async (c) => {
 
 const execParam = (c: AppContext) => parseWith(ExecutionId, c.req.param('id'), 'execution id');
 
+/**
+ * The execution, if it belongs to the calling runner's pool; otherwise 404, the same answer as for
+ * an id that does not exist, so a runner learns nothing about other pools' jobs.
+ */
+async function poolExecution(c: AppContext, executionId: string) {
+  const row = await c.get('db').select().from(schema.executions).where(eq(schema.executions.id, executionId)).get();
+  if (!row || row.pool !== c.get('runner').poolName) throw new ApiError('not_found', `execution ${executionId} not found in this runner's pool`);
+  return row;
+}
+
 /** Checks in D1 that the caller holds the current attempt (cheap path for logs and presign). */
 async function currentAttempt(c: AppContext, executionId: string, attempt: number) {
-  const row = await c.get('db').select().from(schema.executions).where(eq(schema.executions.id, executionId)).get();
+  const row = await poolExecution(c, executionId);
   const runner = c.get('runner');
-  if (!row || row.pool !== runner.poolName) throw new ApiError('not_found', `execution ${executionId} not found in this runner's pool`);
   if (row.status !== 'running' || row.attempt !== attempt || row.runnerId !== runner.runnerId) {
     throw staleError({ ok: false, reason: 'stale', details: { executionId, currentAttempt: row.attempt, status: row.status } });
   }
@@ -183,6 +192,8 @@ runnerRoutes.post('/executions/:id/heartbeat', async (c) => {
   const id = execParam(c);
   const body = await readJson(c, JobHeartbeatRequest);
   const runner = c.get('runner');
+  // The pool check comes first: the Dispatcher's stale answer carries the job's state and attempt.
+  await poolExecution(c, id);
   const r = await dispatcher(c, runner.poolName).heartbeat(id, body.attempt, runner.runnerId);
   if (!r.ok) throw staleError(r);
   return c.json({ leaseExpiresAt: new Date(r.leaseExpiresAt).toISOString(), cancel: r.cancel } satisfies JobHeartbeatResponse);
@@ -192,6 +203,7 @@ runnerRoutes.post('/executions/:id/release', async (c) => {
   const id = execParam(c);
   const body = await readJson(c, JobHeartbeatRequest);
   const runner = c.get('runner');
+  await poolExecution(c, id);
   const r = await dispatcher(c, runner.poolName).release(id, body.attempt, runner.runnerId);
   if (!r.ok) throw staleError(r);
   return c.json({ ok: true });
@@ -262,11 +274,19 @@ runnerRoutes.post('/executions/:id/uploads/multipart/complete', async (c) => {
   await completeMultipart(c, row.accountId, parseWith(CompleteMultipartRequest, rest, 'request body'));
   return c.json({ ok: true as const });
 });
+/**
+ * Abort is fenced by runner, not by attempt: the runner that ran the execution may abort uploads
+ * of its earlier attempts (cleaning up after it lost a lease and got the job again), but no other
+ * runner, and no attempt that has not started, may abort the current attempt's upload.
+ */
 runnerRoutes.post('/executions/:id/uploads/multipart/abort', async (c) => {
   const id = execParam(c);
   const raw = await readJson(c, z.record(z.string(), z.unknown()));
-  const row = await c.get('db').select().from(schema.executions).where(eq(schema.executions.id, id)).get();
-  if (!row || row.pool !== c.get('runner').poolName) throw new ApiError('not_found', `execution ${id} not found in this runner's pool`);
+  const { attempt } = attemptOf(raw);
+  const row = await poolExecution(c, id);
+  if (row.runnerId !== c.get('runner').runnerId || attempt > row.attempt) {
+    throw staleError({ ok: false, reason: 'stale', details: { executionId: id, currentAttempt: row.attempt, status: row.status } });
+  }
   const { attempt: _a, ...rest } = raw;
   await abortMultipart(c, row.accountId, parseWith(AbortMultipartRequest, rest, 'request body'));
   return c.json({ ok: true as const });
@@ -277,8 +297,7 @@ runnerRoutes.post('/executions/:id/complete', async (c) => {
   const body = await readJson(c, CompleteRequest);
   const runner = c.get('runner');
   const db = c.get('db');
-  const row = await db.select().from(schema.executions).where(eq(schema.executions.id, id)).get();
-  if (!row || row.pool !== runner.poolName) throw new ApiError('not_found', `execution ${id} not found in this runner's pool`);
+  const row = await poolExecution(c, id);
   const { maxOutputsPerExecution, maxFileBytes } = c.get('config');
   if (body.outputs.length > maxOutputsPerExecution) {
     throw new ApiError('bad_request', `the script wrote ${body.outputs.length} output files; the limit is ${maxOutputsPerExecution}`, 'Write fewer, larger files (e.g. an archive), or ask the operator to raise MAX_OUTPUTS_PER_EXECUTION.');
