@@ -75,7 +75,11 @@ export function createApp(opts: AppOptions = {}) {
   app.notFound((c) => c.json(errorEnvelope('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'See /openapi.json for the API.'), 404));
 
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.toJSON(), err.status as 400);
+    if (err instanceof ApiError) {
+      // Server-side failures (e.g. the object store down) are the operator's to see, once per request.
+      if (err.status >= 500) console.error(`${c.req.method} ${new URL(c.req.url).pathname}: ${err.code}: ${err.message}`);
+      return c.json(err.toJSON(), err.status as 400);
+    }
     console.error('unhandled error', err);
     return c.json(errorEnvelope('internal', 'internal error', 'Retry; if it keeps failing, report it with the time of the request.'), 500);
   });

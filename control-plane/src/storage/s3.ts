@@ -5,6 +5,23 @@
  */
 import { AwsClient } from 'aws4fetch';
 import type { PresignedRequest } from '../../../shared/api/common.js';
+import { ApiError } from '../errors.js';
+
+const STORE_HINT = 'Retry shortly. If it persists, the operator should check that S3_ENDPOINT is reachable from the control plane and that the S3 credentials and the clock are right.';
+
+/**
+ * The store could not serve a request of the control plane's own (network error, 403 from wrong
+ * credentials or clock skew, 5xx): 503 `unavailable`, which clients retry, instead of a bare 500.
+ */
+function unavailable(what: string, detail: string): ApiError {
+  return new ApiError('unavailable', `object store unreachable: ${what}: ${detail}`, STORE_HINT);
+}
+
+async function statusDetail(res: Response): Promise<string> {
+  const text = await res.text().catch(() => '');
+  const code = /<Code>([^<]{1,100})<\/Code>/.exec(text)?.[1];
+  return `answered ${res.status}${code ? ` ${code}` : ''}`;
+}
 
 export interface S3Config {
   endpoint: string;
@@ -46,6 +63,15 @@ export class ObjectStore {
     });
   }
 
+  /** A signed request; network errors become `unavailable` (aws4fetch already retried 5xx). */
+  private async send(what: string, url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.client.fetch(url, init);
+    } catch (err) {
+      throw unavailable(what, (err as Error).message || String(err));
+    }
+  }
+
   objectUrl(key: string): string {
     return `${this.cfg.endpoint.replace(/\/+$/, '')}/${encodeURIComponent(this.cfg.bucket)}/${encodeKey(key)}`;
   }
@@ -66,17 +92,18 @@ export class ObjectStore {
 
   /** Size of a stored object, or null when it does not exist. */
   async head(key: string): Promise<{ size: number } | null> {
-    const res = await this.client.fetch(this.objectUrl(key), { method: 'HEAD' });
+    const res = await this.send(`HEAD ${key}`, this.objectUrl(key), { method: 'HEAD' });
     if (res.status === 404) return null;
-    if (!res.ok) throw new Error(`object store HEAD ${key} answered ${res.status}`);
+    if (!res.ok) throw unavailable(`HEAD ${key}`, await statusDetail(res));
     return { size: Number(res.headers.get('content-length') ?? '0') };
   }
 
   /** Starts a multipart upload; parts are then PUT by the client through presignPart URLs. */
   async createMultipart(key: string): Promise<string> {
-    const res = await this.client.fetch(this.objectUrl(key) + '?uploads', { method: 'POST' });
+    const what = `CreateMultipartUpload ${key}`;
+    const res = await this.send(what, this.objectUrl(key) + '?uploads', { method: 'POST' });
+    if (!res.ok) throw unavailable(what, await statusDetail(res));
     const text = await res.text();
-    if (!res.ok) throw new Error(`object store CreateMultipartUpload ${key} answered ${res.status}: ${text.slice(0, 200)}`);
     const id = /<UploadId>([^<]+)<\/UploadId>/.exec(text)?.[1];
     if (!id) throw new Error('object store CreateMultipartUpload answered without an UploadId');
     return id;
@@ -96,7 +123,10 @@ export class ObjectStore {
         .map((p) => `<Part><PartNumber>${p.partNumber}</PartNumber><ETag>${p.etag.replace(/[<>&]/g, '')}</ETag></Part>`)
         .join('') +
       '</CompleteMultipartUpload>';
-    const res = await this.client.fetch(`${this.objectUrl(key)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'POST', body: xml });
+    const what = `CompleteMultipartUpload ${key}`;
+    const res = await this.send(what, `${this.objectUrl(key)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'POST', body: xml });
+    // The store itself failing is not a refusal of the parts: the upload stays, a retry may succeed.
+    if (res.status === 403 || res.status >= 500) throw unavailable(what, await statusDetail(res));
     const text = await res.text();
     // S3 may answer 200 with an <Error> body.
     if (!res.ok || text.includes('<Error>')) return { ok: false, reason: /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? `status ${res.status}` };
@@ -104,8 +134,9 @@ export class ObjectStore {
   }
 
   async abortMultipart(key: string, uploadId: string): Promise<void> {
-    const res = await this.client.fetch(`${this.objectUrl(key)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'DELETE' });
-    if (!res.ok && res.status !== 404) throw new Error(`object store AbortMultipartUpload answered ${res.status}`);
+    const what = `AbortMultipartUpload ${key}`;
+    const res = await this.send(what, `${this.objectUrl(key)}?uploadId=${encodeURIComponent(uploadId)}`, { method: 'DELETE' });
+    if (!res.ok && res.status !== 404) throw unavailable(what, await statusDetail(res));
   }
 
   /**
@@ -122,13 +153,13 @@ export class ObjectStore {
 
   /** A small object written by the control plane itself (inline webhook inputs). */
   async put(key: string, body: Uint8Array): Promise<void> {
-    const res = await this.client.fetch(this.objectUrl(key), { method: 'PUT', body: body as BodyInit, headers: { 'content-length': String(body.length) } });
-    if (!res.ok) throw new Error(`object store PUT ${key} answered ${res.status}`);
+    const res = await this.send(`PUT ${key}`, this.objectUrl(key), { method: 'PUT', body: body as BodyInit, headers: { 'content-length': String(body.length) } });
+    if (!res.ok) throw unavailable(`PUT ${key}`, await statusDetail(res));
   }
 
   async delete(key: string): Promise<void> {
-    const res = await this.client.fetch(this.objectUrl(key), { method: 'DELETE' });
-    if (!res.ok && res.status !== 404) throw new Error(`object store DELETE ${key} answered ${res.status}`);
+    const res = await this.send(`DELETE ${key}`, this.objectUrl(key), { method: 'DELETE' });
+    if (!res.ok && res.status !== 404) throw unavailable(`DELETE ${key}`, await statusDetail(res));
   }
 }
 
