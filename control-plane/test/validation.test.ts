@@ -62,6 +62,51 @@ describe('bad input gets 400 with the error envelope, never a 500', () => {
   });
 });
 
+describe('names and paths that cannot be placed safely are refused at create time', () => {
+  const script = { name: 'a.py', sha256: 'a'.repeat(64), size: 1 };
+  const file = (path: string) => ({ path, sha256: 'b'.repeat(64), size: 1 });
+
+  it('script names "." and ".." (F5)', async () => {
+    const t = await newTenant();
+    for (const name of ['.', '..']) {
+      const exec = await call('POST', '/api/v1/executions', { token: t.key, body: { script: { ...script, name }, pool: t.pool } });
+      expectEnvelope(exec);
+      expect(exec.json.error.message).toMatch(/^invalid request body: script\.name: /);
+      const batch = await call('POST', '/api/v1/batches', { token: t.key, body: { template: { script: { ...script, name }, pool: t.pool }, items: [] } });
+      expectEnvelope(batch);
+      expect(batch.json.error.message).toMatch(/template\.script\.name/);
+    }
+  });
+
+  it('batch input names that would leave ./outputs on download (F4); folders are kept', async () => {
+    const t = await newTenant();
+    for (const inputName of ['../etc/passwd', 'a/../../b', '/etc/passwd', 'a\u0000b', '..\\..\\x', 'a//b', './a', '..']) {
+      const r = await call('POST', '/api/v1/batches', { token: t.key, body: { template: { script, pool: t.pool }, items: [{ inputName }] } });
+      expectEnvelope(r);
+      expect(r.json.error.message, JSON.stringify(inputName)).toMatch(/items\.0\.inputName/);
+    }
+    const ok = await call('POST', '/api/v1/batches', { token: t.key, body: { template: { script, pool: t.pool }, items: [{ inputName: 'data/2024/a.csv' }] } });
+    expect(ok.status, ok.text).toBe(201);
+    expect(ok.json.items[0].inputName).toBe('data/2024/a.csv');
+    const appended = await call('POST', `/api/v1/batches/${ok.json.batch.id}/items`, { token: t.key, body: { items: [{ inputName: '../b.csv' }] } });
+    expectEnvelope(appended);
+    expect(appended.json.error.message).toMatch(/items\.0\.inputName/);
+  });
+
+  it('inputs "a" and "a/b" together, naming both (F14)', async () => {
+    const t = await newTenant();
+    const exec = await call('POST', '/api/v1/executions', { token: t.key, body: { script, pool: t.pool, inputs: [file('a/b'), file('c'), file('a')] } });
+    expectEnvelope(exec);
+    expect(exec.json.error.message).toMatch(/^invalid request body: inputs: input "a" is a file, so input "a\/b" cannot be placed under it/);
+    const batch = await call('POST', '/api/v1/batches', { token: t.key, body: { template: { script, pool: t.pool }, items: [{ inputName: 'x', inputs: [file('d'), file('d/e/f')] }] } });
+    expectEnvelope(batch);
+    expect(batch.json.error.message).toMatch(/items\.0\.inputs: input "d" is a file, so input "d\/e\/f"/);
+    // Sharing a directory is fine.
+    const ok = await call('POST', '/api/v1/executions', { token: t.key, body: { script, pool: t.pool, inputs: [file('a/b'), file('a/c')] } });
+    expect(ok.status, ok.text).toBe(201);
+  });
+});
+
 describe('health and OpenAPI', () => {
   it('serves /health and an OpenAPI document generated from the zod schemas', async () => {
     expect((await call('GET', '/health')).json.ok).toBe(true);

@@ -74,6 +74,25 @@ describe('webhooks', () => {
     expect(again.status).toBe(201);
   });
 
+  it('refuses input names "." and ".." (F5) and base64 content that is not base64 (F6) with 400, keeping the delivery id', async () => {
+    const t = await newTenant();
+    const { webhook, secret } = await createHook(t);
+    for (const name of ['..', '.']) {
+      const r = await deliver(webhook.path, { inputs: [{ name, content: 'x' }] }, { secret });
+      expect(r.status, JSON.stringify(r.json)).toBe(400);
+      expect(r.json.error.message).toMatch(/inputs\.0\.name/);
+    }
+    // atob's forgiving base64 takes missing padding ("abc") and whitespace; these it cannot decode.
+    for (const content of ['!!!', 'a', 'YQ==YQ==', 'aGk=\u0000']) {
+      const r = await deliver(webhook.path, { inputs: [{ name: 'ok.txt', content: 'aGk=', encoding: 'base64' }, { name: 'bad.bin', content, encoding: 'base64' }] }, { secret, delivery: 'b64' });
+      expect(r.status, JSON.stringify(r.json)).toBe(400);
+      expect(r.json.error).toMatchObject({ code: 'bad_request', message: 'input bad.bin: content is not valid base64' });
+      expect(r.json.error.hint).toMatch(/base64/);
+    }
+    const fixed = await deliver(webhook.path, { inputs: [{ name: 'bad.bin', content: btoa('now fine'), encoding: 'base64' }] }, { secret, delivery: 'b64' });
+    expect(fixed.status, JSON.stringify(fixed.json)).toBe(201);
+  });
+
   it('lists and deletes webhooks per account', async () => {
     const t = await newTenant();
     const other = await newTenant(t.pool);

@@ -3,8 +3,8 @@ import { z } from 'zod';
 import { DEFAULTS, LIMITS } from '../limits.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { BatchId, ExecutionId } from '../ids.js';
-import { BlobUpload, Pagination, Runtime, StringMap, Timestamp } from './common.js';
-import { Execution, InputFile, Limits, ScriptRef } from './executions.js';
+import { BlobUpload, Pagination, RelativePath, Runtime, StringMap, Timestamp } from './common.js';
+import { Execution, InputFiles, Limits, ScriptRef } from './executions.js';
 
 /** Items per create/append request; larger batches append in several requests. */
 export const MAX_BATCH_ITEMS_PER_REQUEST = 1000;
@@ -22,10 +22,13 @@ export const BatchTemplate = z.strictObject({
 export type BatchTemplate = z.input<typeof BatchTemplate>;
 
 export const BatchItem = z.strictObject({
-  /** The input this item processes, e.g. "data/a.csv" (names its output folder on download). */
-  inputName: z.string().min(1).max(LIMITS.maxPathBytes),
+  /**
+   * The input this item processes, e.g. "data/a.csv". It names the item's output folder on
+   * download (./outputs/<input-name>/), so it is a relative path like an input's.
+   */
+  inputName: RelativePath,
   args: z.array(z.string().max(LIMITS.maxArgBytes)).max(LIMITS.maxArgs).default([]),
-  inputs: z.array(InputFile).max(LIMITS.maxInputsPerExecution).default([]),
+  inputs: InputFiles,
   metadata: StringMap(LIMITS.maxMetadataPairs, LIMITS.maxMetadataValueBytes).default({}),
 });
 export type BatchItem = z.input<typeof BatchItem>;

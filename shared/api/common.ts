@@ -18,6 +18,34 @@ export const RelativePath = z
   .refine((p) => !p.startsWith('/') && !/[\\\u0000-\u001f]/.test(p), 'must be a relative path without backslashes or control characters')
   .refine((p) => p.split('/').every((s) => s !== '' && s !== '.' && s !== '..'), 'must not contain empty, "." or ".." segments');
 
+/**
+ * A file name without directories (scripts, webhook inputs): no slash, backslash or control
+ * characters, and not "." or ".." (which name directories, not files).
+ */
+export const FileName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^/\\\u0000-\u001f]+$/, 'a file name, without directories')
+  .refine((n) => n !== '.' && n !== '..', '"." and ".." are not file names');
+
+/**
+ * The first pair of paths where one is a file the other would have to be under (e.g. "a" and
+ * "a/b"): both cannot exist in one directory tree, so such a list is refused at create time
+ * instead of failing on the runner.
+ */
+export function nestedPathConflict(paths: readonly string[]): [file: string, under: string] | null {
+  const all = new Set(paths);
+  for (const p of paths) {
+    const segments = p.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const parent = segments.slice(0, i).join('/');
+      if (all.has(parent)) return [parent, p];
+    }
+  }
+  return null;
+}
+
 export const ContentEncoding = z.enum(['identity', 'gzip']);
 export type ContentEncoding = z.infer<typeof ContentEncoding>;
 

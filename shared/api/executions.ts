@@ -4,7 +4,7 @@ import { DEFAULTS, LIMITS } from '../limits.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { ExecutionId, BatchId, RunnerId } from '../ids.js';
 import { CacheReport } from './cache.js';
-import { BlobUpload, ContentEncoding, FileRef, Pagination, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
+import { BlobUpload, ContentEncoding, FileName, FileRef, Pagination, RelativePath, Runtime, Sha256, StringMap, Timestamp, nestedPathConflict } from './common.js';
 
 export const Limits = z.strictObject({
   timeoutSeconds: z.number().int().min(1).max(LIMITS.maxTimeoutSeconds).default(DEFAULTS.timeoutSeconds),
@@ -21,9 +21,24 @@ export const InputFile = FileRef.extend({
 });
 export type InputFile = z.infer<typeof InputFile>;
 
+/**
+ * The inputs of one execution (or batch item): distinct paths, none reserved, and no file that
+ * another input would have to be placed under ("a" with "a/b").
+ */
+export const InputFiles = z
+  .array(InputFile)
+  .max(LIMITS.maxInputsPerExecution)
+  .default([])
+  .refine((xs) => new Set(xs.map((x) => x.path)).size === xs.length, 'input paths must be unique')
+  .refine((xs) => xs.every((x) => x.path !== '.rgrid'), 'reserved path')
+  .superRefine((xs, ctx) => {
+    const conflict = nestedPathConflict(xs.map((x) => x.path));
+    if (conflict) ctx.addIssue({ code: 'custom', message: `input "${conflict[0]}" is a file, so input "${conflict[1]}" cannot be placed under it; rename one of them` });
+  });
+
 export const ScriptRef = z.strictObject({
   /** File name the script runs under inside the container (e.g. "analyze.py"). */
-  name: z.string().min(1).max(255).regex(/^[^/\\\u0000-\u001f]+$/, 'a file name, without directories'),
+  name: FileName,
   sha256: Sha256,
   size: z.number().int().min(0).max(10 * 1024 * 1024),
 });
@@ -34,12 +49,7 @@ export const CreateExecutionRequest = z.strictObject({
   script: ScriptRef,
   /** Contents of requirements.txt; only specifiers and comments are accepted. */
   requirements: z.string().max(64 * 1024).optional(),
-  inputs: z
-    .array(InputFile)
-    .max(LIMITS.maxInputsPerExecution)
-    .default([])
-    .refine((xs) => new Set(xs.map((x) => x.path)).size === xs.length, 'input paths must be unique')
-    .refine((xs) => xs.every((x) => x.path !== '.rgrid'), 'reserved path'),
+  inputs: InputFiles,
   args: z.array(z.string().max(LIMITS.maxArgBytes)).max(LIMITS.maxArgs).default([]),
   env: StringMap(LIMITS.maxEnvVars, LIMITS.maxEnvValueBytes).default({}),
   limits: Limits.default({ timeoutSeconds: DEFAULTS.timeoutSeconds, memoryMb: DEFAULTS.memoryMb, cpus: DEFAULTS.cpus }),

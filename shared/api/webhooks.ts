@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { LIMITS } from '../limits.js';
 import { BatchId } from '../ids.js';
-import { BlobUpload, Sha256, StringMap, Timestamp } from './common.js';
+import { BlobUpload, FileName, Sha256, StringMap, Timestamp } from './common.js';
 import { BatchTemplate } from './batches.js';
 
 /** Inline input content is for small files; bigger ones are uploaded first and named by sha256. */
@@ -44,7 +44,7 @@ export const ListWebhooksResponse = z.object({ webhooks: z.array(WebhookView) })
 export const WebhookInput = z
   .strictObject({
     /** File name the item sees in /work, and the batch item's input name. */
-    name: z.string().min(1).max(255).regex(/^[^/\\\u0000-\u001f]+$/, 'a file name without directories'),
+    name: FileName,
     /** Small inline content (UTF-8 text), or base64 with encoding "base64". */
     content: z.string().max(Math.ceil((MAX_INLINE_INPUT_BYTES * 4) / 3) + 4).optional(),
     encoding: z.enum(['utf8', 'base64']).default('utf8'),

@@ -3,11 +3,12 @@ import { and, desc, eq, inArray, lt, or } from 'drizzle-orm';
 import { newId } from '../../../shared/ids.js';
 import { DEFAULTS } from '../../../shared/limits.js';
 import type { BatchSnapshot, CreateBatchResponse } from '../../../shared/api/batches.js';
-import type { CreateBatchRequest, AppendBatchItemsRequest, RetryRequest } from '../../../shared/api/batches.js';
+import { BatchItem, type CreateBatchRequest, type AppendBatchItemsRequest, type RetryRequest } from '../../../shared/api/batches.js';
 import type { Execution } from '../../../shared/api/executions.js';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { schema } from '../db/client.js';
 import { ApiError, badRequest, notFound } from '../errors.js';
+import { parseWith } from '../validate.js';
 import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { applyReuse } from '../cache/reuse.js';
 import { count } from '../cache/records.js';
@@ -44,6 +45,9 @@ async function addItems(
   batchMetadata: Record<string, string>,
   opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean; remoteInputs?: Map<string, Remote> },
 ) {
+  // The routes parse items already; internal callers (webhook deliveries) build them, so every
+  // item passes the contract here too before it can become an execution.
+  items = parseWith(z.array(BatchItem), items, 'batch items');
   const names = new Set<string>();
   for (const it of items) {
     if (names.has(it.inputName)) throw badRequest(`input "${it.inputName}" appears twice in the batch`, 'Each batch item needs a distinct inputName.');

@@ -60,9 +60,15 @@ export async function deleteWebhook(c: AppContext, id: string) {
   return toView(row);
 }
 
-function decodeInline(content: string, encoding: 'utf8' | 'base64'): Uint8Array {
+function decodeInline(name: string, content: string, encoding: 'utf8' | 'base64'): Uint8Array {
   if (encoding === 'utf8') return new TextEncoder().encode(content);
-  const bin = atob(content);
+  let bin: string;
+  try {
+    bin = atob(content);
+  } catch {
+    // atob throws on characters outside the base64 alphabet and on a bad length: the sender's mistake.
+    throw badRequest(`input ${name}: content is not valid base64`, 'Encode the file with standard base64 (A-Z a-z 0-9 + /, = padding), or send text with encoding "utf8".');
+  }
   return Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
 }
 
@@ -82,7 +88,7 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
     names.add(input.name);
     let ref: { sha256: string; size: number } | null;
     if (input.content !== undefined) {
-      const bytes = decodeInline(input.content, input.encoding);
+      const bytes = decodeInline(input.name, input.content, input.encoding);
       if (bytes.length > MAX_INLINE_INPUT_BYTES) throw new ApiError('payload_too_large', `inline input ${input.name} is larger than ${MAX_INLINE_INPUT_BYTES} bytes`, 'Upload larger files first and pass their sha256.');
       const sha256 = await sha256Hex(bytes);
       await store.put(blobKey(hook.accountId, sha256), bytes);
