@@ -1,31 +1,22 @@
 /** /api/v1/batches and /api/v1/executions/retry: one function per call, no retries here (see client.ts). */
-import { z } from 'zod';
 import {
   AppendBatchItemsResponse,
+  BatchItemsResponse,
   BatchResponse,
   CreateBatchResponse,
   ListBatchesResponse,
   RetryResponse,
   type AppendBatchItemsRequest,
+  type BatchItemState,
   type CreateBatchRequest,
   type RetryRequest,
 } from '../../shared/api/batches.js';
-import { ExecutionId } from '../../shared/ids.js';
-import { ExecutionState } from '../../shared/lifecycle.js';
 import type { Http } from './http.js';
 
-const path = (id: string, rest = '') => `/api/v1/batches/${encodeURIComponent(id)}${rest}`;
+// The items response is part of the shared contract; re-exported for the CLI modules using it.
+export { BatchItemsResponse, type BatchItemState };
 
-/**
- * GET /api/v1/batches/{id}/items: the latest execution of each input. The control plane answers
- * `{ items: [...] }` but shared/api/batches.ts has no schema for it yet, so it is declared here
- * (to move to shared/ with the rest of the contract).
- */
-export const BatchItemsResponse = z.object({
-  items: z.array(z.object({ executionId: ExecutionId, inputName: z.string(), status: ExecutionState })),
-});
-export type BatchItemsResponse = z.infer<typeof BatchItemsResponse>;
-export type BatchItemState = BatchItemsResponse['items'][number];
+const path = (id: string, rest = '') => `/api/v1/batches/${encodeURIComponent(id)}${rest}`;
 
 export function create(http: Http, body: CreateBatchRequest, signal?: AbortSignal) {
   return http.request('POST', '/api/v1/batches', { body, schema: CreateBatchResponse, signal });

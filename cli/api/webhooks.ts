@@ -1,10 +1,9 @@
 /** /api/v1/webhooks: one function per call, no retries here (see client.ts). */
-import { z } from 'zod';
-import { CreateWebhookResponse, ListWebhooksResponse, WebhookView, type CreateWebhookRequest } from '../../shared/api/webhooks.js';
+import { CreateWebhookResponse, DeleteWebhookResponse, ListWebhooksResponse, type CreateWebhookRequest } from '../../shared/api/webhooks.js';
 import type { Http } from './http.js';
 
-/** DELETE answers `{ webhook }`; shared/api/webhooks.ts has no schema of that name yet. */
-export const DeleteWebhookResponse = z.object({ webhook: WebhookView });
+// The delete response is part of the shared contract; re-exported for callers that used it from here.
+export { DeleteWebhookResponse };
 
 export function create(http: Http, body: CreateWebhookRequest, signal?: AbortSignal) {
   return http.request('POST', '/api/v1/webhooks', { body, schema: CreateWebhookResponse, signal });

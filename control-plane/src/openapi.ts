@@ -6,7 +6,7 @@ import { z } from 'zod';
 import * as api from '../../shared/index.js';
 
 interface RouteDoc {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'delete';
   path: string;
   summary: string;
   auth: 'user' | 'runner' | 'admin' | 'none' | 'registration';
@@ -29,12 +29,14 @@ export const ROUTES: RouteDoc[] = [
   { method: 'get', path: '/api/v1/batches', summary: 'List batches, newest first', auth: 'user', query: api.ListBatchesQuery, response: api.ListBatchesResponse },
   { method: 'get', path: '/api/v1/batches/{id}', summary: 'Batch snapshot: counts, ETA, failures', auth: 'user', response: api.BatchResponse },
   { method: 'post', path: '/api/v1/batches/{id}/items', summary: 'Append items before submit', auth: 'user', body: api.AppendBatchItemsRequest, response: api.AppendBatchItemsResponse },
+  { method: 'get', path: '/api/v1/batches/{id}/items', summary: 'The latest execution of each input, with its status', auth: 'user', response: api.BatchItemsResponse },
   { method: 'post', path: '/api/v1/batches/{id}/submit', summary: 'Verify uploads and queue every item', auth: 'user', response: api.BatchResponse },
   { method: 'post', path: '/api/v1/batches/{id}/cancel', summary: 'Cancel every unfinished item', auth: 'user', response: api.BatchResponse },
   { method: 'get', path: '/api/v1/batches/{id}/watch', summary: 'WebSocket: a BatchEvent on every change', auth: 'user', response: api.BatchEvent },
   { method: 'post', path: '/api/v1/executions/retry', summary: 'Retry failed items of a batch, or listed executions', auth: 'user', body: api.RetryRequest, response: api.RetryResponse },
   { method: 'post', path: '/api/v1/webhooks', summary: 'Create a webhook (job template); returns its signing secret once', auth: 'user', body: api.CreateWebhookRequest, response: api.CreateWebhookResponse },
   { method: 'get', path: '/api/v1/webhooks', summary: 'List webhooks', auth: 'user', response: api.ListWebhooksResponse },
+  { method: 'delete', path: '/api/v1/webhooks/{id}', summary: 'Delete a webhook: its deliveries answer 404 from then on', auth: 'user', response: api.DeleteWebhookResponse },
   { method: 'post', path: '/hooks/{id}', summary: 'Deliver inputs to a webhook (HMAC-signed): starts a batch', auth: 'none', body: api.WebhookDelivery, response: api.WebhookDeliveryResponse },
   { method: 'get', path: '/api/v1/cache/stats', summary: 'Hit rates per cache kind', auth: 'user', response: api.CacheStatsResponse },
   { method: 'post', path: '/api/v1/cache/explain', summary: 'What a run would reuse, and why not (nothing is created)', auth: 'user', body: api.CreateExecutionRequest, response: z.object({ cache: api.CacheReport }) },

@@ -1,5 +1,6 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
+import { BatchItemsResponse } from '../../shared/api/batches.js';
 import { blob, call, claim, newRunner, newTenant, put, type Tenant } from './helpers.js';
 
 async function createBatch(t: Tenant, n: number, extra: Record<string, unknown> = {}) {
@@ -147,6 +148,12 @@ describe('batches', () => {
     expect(again.jobs.map((j) => j.executionId).sort()).toEqual(r.json.executions.map((e: any) => e.id).sort());
     for (const j of again.jobs) await complete(runner.runnerToken, j.executionId, 1);
     expect((await snapshot(t, batch.id))).toMatchObject({ status: 'finished', counts: { succeeded: 3, failed: 0 } });
+    // The items listing follows the retries: the latest execution of each input (shared schema).
+    const listed = await call('GET', `/api/v1/batches/${batch.id}/items`, { token: t.key });
+    expect(listed.status).toBe(200);
+    const latest = BatchItemsResponse.parse(listed.json).items;
+    expect(latest.map((i) => i.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(latest.map((i) => i.executionId)).toContain(r.json.executions[0].id);
     // History stays: the originals are still there, failed.
     const orig = await call('GET', `/api/v1/executions/${jobs[1]!.executionId}`, { token: t.key });
     expect(orig.json.execution.status).toBe('failed');

@@ -115,6 +115,11 @@ describe('health and OpenAPI', () => {
     const create = doc.paths['/api/v1/executions'].post;
     expect(create.requestBody.content['application/json'].schema.properties.script.required).toContain('sha256');
     expect(doc.paths['/runner/v1/claim'].post.responses['200']).toBeTruthy();
+    // Every response the CLI validates has its schema in the document.
+    const items = doc.paths['/api/v1/batches/{id}/items'].get.responses['200'].content['application/json'].schema;
+    expect(items.properties.items.items.required).toEqual(['executionId', 'inputName', 'status']);
+    const deleted = doc.paths['/api/v1/webhooks/{id}'].delete.responses['200'].content['application/json'].schema;
+    expect(deleted.properties.webhook.required).toContain('path');
   });
 
   it('documents only routes that exist', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DeleteWebhookResponse } from '../../shared/api/webhooks.js';
 import { signature } from '../src/webhooks/signature.js';
 import { blob, call, claim, newRunner, newTenant, put, type Tenant } from './helpers.js';
 import { exports } from 'cloudflare:workers';
@@ -100,7 +101,9 @@ describe('webhooks', () => {
     expect((await call('GET', '/api/v1/webhooks', { token: t.key })).json.webhooks.map((w: any) => w.id)).toEqual([webhook.id]);
     expect((await call('GET', '/api/v1/webhooks', { token: other.key })).json.webhooks).toEqual([]);
     expect((await call('DELETE', `/api/v1/webhooks/${webhook.id}`, { token: other.key })).status).toBe(404);
-    expect((await call('DELETE', `/api/v1/webhooks/${webhook.id}`, { token: t.key })).status).toBe(200);
+    const deleted = await call('DELETE', `/api/v1/webhooks/${webhook.id}`, { token: t.key });
+    expect(deleted.status).toBe(200);
+    expect(DeleteWebhookResponse.parse(deleted.json).webhook).toMatchObject({ id: webhook.id, path: webhook.path });
     expect((await deliver(webhook.path, { inputs: [{ name: 'x', content: '1' }] }, { secret })).status).toBe(404);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchItem, CreateBatchRequest } from './batches.js';
+import { BatchItem, BatchItemsResponse, CreateBatchRequest } from './batches.js';
 
 const sha = 'a'.repeat(64);
 
@@ -35,5 +35,13 @@ describe('BatchItem', () => {
       const r = CreateBatchRequest.safeParse({ template: { script: { name, sha256: sha, size: 1 } } });
       expect(r.error?.issues[0]?.path).toEqual(['template', 'script', 'name']);
     }
+  });
+});
+
+describe('BatchItemsResponse', () => {
+  it('is what GET /api/v1/batches/{id}/items answers', () => {
+    const items = [{ executionId: 'exec_aaaaaaaaaaaaaaaaaaaaaaaa', inputName: 'data/a.csv', status: 'queued' }];
+    expect(BatchItemsResponse.parse({ items })).toEqual({ items });
+    expect(BatchItemsResponse.safeParse({ items: [{ ...items[0], status: 'sleeping' }] }).success).toBe(false);
   });
 });

@@ -56,6 +56,12 @@ export type AppendBatchItemsRequest = z.input<typeof AppendBatchItemsRequest>;
 
 export const BatchItemRef = z.object({ executionId: ExecutionId, inputName: z.string(), reusedFrom: ExecutionId.nullable().default(null) });
 
+/** GET /api/v1/batches/{id}/items: the latest execution of each input, ordered by input name. */
+export const BatchItemState = z.object({ executionId: ExecutionId, inputName: z.string(), status: ExecutionState });
+export type BatchItemState = z.infer<typeof BatchItemState>;
+export const BatchItemsResponse = z.object({ items: z.array(BatchItemState) });
+export type BatchItemsResponse = z.infer<typeof BatchItemsResponse>;
+
 export const BatchCounts = z.object({
   total: z.number().int(),
   created: z.number().int(),

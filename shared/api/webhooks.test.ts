@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WebhookDelivery } from './webhooks.js';
+import { DeleteWebhookResponse, WebhookDelivery } from './webhooks.js';
 
 describe('WebhookDelivery inputs', () => {
   it('takes file names and refuses ".", ".." and names with directories', () => {
@@ -9,5 +9,12 @@ describe('WebhookDelivery inputs', () => {
       expect(r.success, JSON.stringify(name)).toBe(false);
       expect(r.error!.issues[0]!.path).toEqual(['inputs', 0, 'name']);
     }
+  });
+});
+
+describe('DeleteWebhookResponse', () => {
+  it('is the deleted webhook', () => {
+    const webhook = { id: 'wh_x', name: 'ingest', path: '/hooks/wh_x', allowedHosts: [], createdAt: '2026-01-01T00:00:00.000Z' };
+    expect(DeleteWebhookResponse.parse({ webhook })).toEqual({ webhook });
   });
 });

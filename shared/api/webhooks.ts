@@ -40,6 +40,10 @@ export const CreateWebhookResponse = z.object({
 });
 export type CreateWebhookResponse = z.infer<typeof CreateWebhookResponse>;
 export const ListWebhooksResponse = z.object({ webhooks: z.array(WebhookView) });
+export type ListWebhooksResponse = z.infer<typeof ListWebhooksResponse>;
+/** DELETE /api/v1/webhooks/{id}: the webhook as it was; deliveries to it answer 404 from now on. */
+export const DeleteWebhookResponse = z.object({ webhook: WebhookView });
+export type DeleteWebhookResponse = z.infer<typeof DeleteWebhookResponse>;
 
 export const WebhookInput = z
   .strictObject({

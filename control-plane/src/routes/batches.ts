@@ -1,6 +1,6 @@
 /** Client API: /api/v1/batches and /api/v1/executions/retry. */
 import { Hono } from 'hono';
-import { AppendBatchItemsRequest, CreateBatchRequest, ListBatchesQuery, RetryRequest } from '../../../shared/api/batches.js';
+import { AppendBatchItemsRequest, CreateBatchRequest, ListBatchesQuery, RetryRequest, type BatchItemsResponse } from '../../../shared/api/batches.js';
 import { BatchId } from '../../../shared/ids.js';
 import { parseWith, readJson, readQuery } from '../validate.js';
 import { appendItems, cancelBatch, createBatch, getBatch, listBatches, loadBatch, retry, submitBatch, tracker } from '../batches/service.js';
@@ -24,7 +24,7 @@ batchRoutes.post('/:id/cancel', async (c) => c.json({ batch: await cancelBatch(c
 batchRoutes.get('/:id/items', async (c) => {
   const id = idParam(c);
   await loadBatch(c, id);
-  return c.json({ items: await tracker(c, id).items() });
+  return c.json({ items: await tracker(c, id).items() } satisfies BatchItemsResponse);
 });
 /** WebSocket: the snapshot at once, then one message per change (see BatchEvent). */
 batchRoutes.get('/:id/watch', async (c) => {

@@ -1,7 +1,7 @@
 /** Webhooks: management under /api/v1/webhooks, deliveries at POST /hooks/{id} (HMAC-signed, no API key). */
 import { Hono } from 'hono';
 import { and, eq, isNull } from 'drizzle-orm';
-import { CreateWebhookRequest, WebhookDelivery } from '../../../shared/api/webhooks.js';
+import { CreateWebhookRequest, WebhookDelivery, type DeleteWebhookResponse } from '../../../shared/api/webhooks.js';
 import { idSchema } from '../../../shared/ids.js';
 import { LIMITS } from '../../../shared/limits.js';
 import { schema } from '../db/client.js';
@@ -16,7 +16,7 @@ const WebhookId = idSchema('webhook');
 export const webhookRoutes = new Hono<AppEnv>();
 webhookRoutes.post('/', async (c) => c.json(await createWebhook(c, await readJson(c, CreateWebhookRequest)), 201));
 webhookRoutes.get('/', async (c) => c.json({ webhooks: await listWebhooks(c) }));
-webhookRoutes.delete('/:id', async (c) => c.json({ webhook: await deleteWebhook(c, parseWith(WebhookId, c.req.param('id'), 'webhook id')) }));
+webhookRoutes.delete('/:id', async (c) => c.json({ webhook: await deleteWebhook(c, parseWith(WebhookId, c.req.param('id'), 'webhook id')) } satisfies DeleteWebhookResponse));
 
 export const hookRoutes = new Hono<AppEnv>();
 hookRoutes.post('/:id', async (c) => {
