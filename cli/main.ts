@@ -23,6 +23,7 @@ export const COMMANDS: Record<string, Loader> = {
   logs: () => load(import('./commands/logs.js')),
   list: () => load(import('./commands/list.js')),
   download: () => load(import('./commands/download.js')),
+  upload: () => load(import('./commands/upload.js')),
   cancel: () => load(import('./commands/cancel.js')),
   cache: () => load(import('./commands/cache.js')),
   retry: () => load(import('./commands/retry.js')),

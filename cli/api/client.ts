@@ -6,9 +6,11 @@ import type { AppendBatchItemsRequest, CreateBatchRequest, RetryRequest } from '
 import type { CreateExecutionRequest } from '../../shared/api/executions.js';
 import type { AbortMultipartRequest, CompleteMultipartRequest, CreateMultipartRequest } from '../../shared/api/common.js';
 import type { CreateWebhookRequest } from '../../shared/api/webhooks.js';
+import type { ConfirmBlobsRequest, CreateBlobUploadsRequest } from '../../shared/api/blobs.js';
 import * as account from './account.js';
 import * as cache from './cache.js';
 import * as batches from './batches.js';
+import * as blobs from './blobs.js';
 import * as executions from './executions.js';
 import * as uploads from './uploads.js';
 import * as webhooks from './webhooks.js';
@@ -95,6 +97,16 @@ export class RGridClient {
   /** Retries: IDEMPOTENT (aborting an aborted upload is harmless). */
   abortMultipart(body: AbortMultipartRequest) {
     return withRetry(IDEMPOTENT, () => uploads.abortMultipart(this.http, body, this.hooks.signal), this.hooks);
+  }
+
+  /** Retries: IDEMPOTENT: asking which blobs are missing creates nothing (the presigned URLs are fresh each time). */
+  blobUploads(body: CreateBlobUploadsRequest) {
+    return withRetry(IDEMPOTENT, () => blobs.uploads(this.http, body, this.hooks.signal), this.hooks);
+  }
+
+  /** Retries: IDEMPOTENT: confirming a stored blob again answers `known`. A 409 (never uploaded) is final. */
+  confirmBlobs(body: ConfirmBlobsRequest) {
+    return withRetry(IDEMPOTENT, () => blobs.confirm(this.http, body, this.hooks.signal), this.hooks);
   }
 
   /** Retries: IDEMPOTENT. */

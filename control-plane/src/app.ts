@@ -17,6 +17,7 @@ import { fleetRoutes } from './routes/fleet.js';
 import { batchRoutes, retryRoutes } from './routes/batches.js';
 import { hookRoutes, webhookRoutes } from './routes/webhooks.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { blobRoutes } from './routes/blobs.js';
 import { cacheRoutes } from './routes/cache.js';
 import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
@@ -59,6 +60,7 @@ export function createApp(opts: AppOptions = {}) {
   api.route('/batches', batchRoutes);
   api.route('/webhooks', webhookRoutes);
   api.route('/uploads', uploadRoutes);
+  api.route('/blobs', blobRoutes);
   api.route('/cache', cacheRoutes);
   api.route('/executions', artifactRoutes);
   app.route('/api/v1', api);

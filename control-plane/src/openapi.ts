@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import * as api from '../../shared/index.js';
+import * as blobs from '../../shared/api/blobs.js';
 
 interface RouteDoc {
   method: 'get' | 'post' | 'delete';
@@ -43,6 +44,8 @@ export const ROUTES: RouteDoc[] = [
   { method: 'post', path: '/api/v1/uploads/multipart', summary: 'Start a multipart upload of a large blob', auth: 'user', body: api.CreateMultipartRequest, response: api.CreateMultipartResponse },
   { method: 'post', path: '/api/v1/uploads/multipart/complete', summary: 'Complete a multipart upload (aborted if parts are wrong)', auth: 'user', body: api.CompleteMultipartRequest, response: z.object({ ok: z.literal(true) }) },
   { method: 'post', path: '/api/v1/uploads/multipart/abort', summary: 'Abort a multipart upload', auth: 'user', body: api.AbortMultipartRequest, response: z.object({ ok: z.literal(true) }) },
+  { method: 'post', path: '/api/v1/blobs', summary: 'Presigned PUTs for the blobs (files by sha256) the account does not have yet', auth: 'user', body: blobs.CreateBlobUploadsRequest, response: blobs.CreateBlobUploadsResponse },
+  { method: 'post', path: '/api/v1/blobs/confirm', summary: 'Check uploaded blobs in the object store and record them (409 names one never uploaded)', auth: 'user', body: blobs.ConfirmBlobsRequest, response: blobs.ConfirmBlobsResponse },
   { method: 'get', path: '/api/v1/executions/{id}/artifacts/{artifactId}', summary: 'One artifact; 404 "expired on <date>" after retention', auth: 'user', response: api.ArtifactResponse },
   { method: 'post', path: '/runner/v1/register', summary: 'Exchange a registration token for a runner id and token', auth: 'registration', body: api.RegisterRunnerRequest, response: api.RegisterRunnerResponse },
   { method: 'post', path: '/runner/v1/heartbeat', summary: 'Runner liveness', auth: 'runner', body: api.RunnerHeartbeatRequest, response: api.RunnerHeartbeatResponse },
