@@ -144,7 +144,27 @@ export class RunnerAgent {
     }
   }
 
+  /**
+   * One slot: claim a job, run it, repeat. A slot runs one container at a time; once a job's
+   * container is gone, the slot claims its next job while the previous one uploads its outputs
+   * and reports (at most one such job per slot), so a slot is not idle during uploads.
+   */
   private async slotLoop(slot: number): Promise<void> {
+    let finishing: Promise<void> = Promise.resolve();
+    try {
+      await this.claimLoop(slot, (job) => {
+        const { containerDone, done } = this.runJob(job);
+        return containerDone.then(async () => {
+          await finishing;
+          finishing = done;
+        });
+      });
+    } finally {
+      await finishing;
+    }
+  }
+
+  private async claimLoop(slot: number, start: (job: Job) => Promise<void>): Promise<void> {
     let failures = 0;
     while (!this.draining) {
       let jobs: Job[];
@@ -163,12 +183,13 @@ export class RunnerAgent {
           await this.api.release(job.executionId, job.attempt).catch(() => undefined);
           continue;
         }
-        await this.runJob(job);
+        await start(job);
       }
     }
   }
 
-  private async runJob(job: Job): Promise<void> {
+  /** Starts a job: `containerDone` when its container is gone, `done` when it has reported. */
+  private runJob(job: Job): { containerDone: Promise<void>; done: Promise<void> } {
     const run = new JobRun(job, {
       api: this.api,
       runtime: this.runtime!,
@@ -183,12 +204,11 @@ export class RunnerAgent {
     });
     this.running.add(run);
     this.log(`job ${job.executionId} attempt ${job.attempt} started`);
-    try {
-      await run.run();
-    } finally {
+    const done = run.run().finally(() => {
       this.running.delete(run);
       this.log(`job ${job.executionId} attempt ${job.attempt} finished`);
-    }
+    });
+    return { containerDone: run.containerDone, done };
   }
 
   /** Stop claiming; wait for open claims to return and running jobs to finish. Idempotent. */

@@ -71,6 +71,13 @@ export class JobRun {
   private readonly abandoned = new AbortController();
   private stopReason: StopReason | undefined;
   private readonly dir: string;
+  private containerDoneResolve!: () => void;
+  /**
+   * Resolves once the container is gone (the job ran, failed to start, or was stopped); what is
+   * left is collecting and uploading the outputs and reporting. The slot takes its next job then
+   * (agent.ts), so uploads overlap the next container instead of keeping the slot idle.
+   */
+  readonly containerDone = new Promise<void>((resolve) => (this.containerDoneResolve = resolve));
 
   constructor(
     readonly job: Job,
@@ -112,6 +119,7 @@ export class JobRun {
         const failure = err instanceof JobFailure ? err : new JobFailure('internal', `runner error: ${(err as Error).message}`);
         result = { outcome: 'failed', failureKind: failure.kind, exitCode: null, message: failure.message, outputs: [], cache: { envHit: null, buildSeconds: null } };
       }
+      this.containerDoneResolve();
       if (this.stopReason === 'canceled') {
         result = { ...result, outcome: 'failed', failureKind: 'canceled', message: 'canceled by user', outputs: [] };
       }
@@ -124,6 +132,7 @@ export class JobRun {
     } catch (err) {
       deps.log(`job ${job.executionId} attempt ${job.attempt}: could not be finished: ${(err as Error).message}`);
     } finally {
+      this.containerDoneResolve();
       clearInterval(heartbeat);
       await logs?.close().catch(() => undefined);
       await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
