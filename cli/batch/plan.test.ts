@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareRun } from '../run/prepare.js';
-import { checkPlaceholder, itemArgs, planBatch } from './plan.js';
+import { checkPlaceholder, inputNameFor, itemArgs, planBatch } from './plan.js';
 
 let dir: string;
 
@@ -59,5 +59,17 @@ describe('batch items', () => {
     const plan = await planBatch(prepared, ['data/a.csv', join(dir, 'data', 'a.csv')], dir, { failFast: false });
     expect(plan.items.map((i) => i.inputName)).toEqual(['data/a.csv']);
     expect(plan.request.parallel).toBeUndefined();
+  });
+
+  it('absolute and ../ patterns give relative input names, distinct when they would clash', async () => {
+    const prepared = await prepare([]);
+    const sub = join(dir, 'data', 'old');
+    const plan = await planBatch(prepared, [join(dir, 'data', 'a.csv'), '../b.csv', '../../data/b.csv'], sub, { failFast: false });
+    const names = plan.items.map((i) => i.inputName);
+    expect(names[0]).toBe(join(dir, 'data', 'a.csv').slice(1));
+    // ../b.csv and ../../data/b.csv are the same file seen twice: one item.
+    expect(names.slice(1)).toEqual(['b.csv']);
+    expect(inputNameFor('../x/y.csv', new Set(['x/y.csv']))).toBe('x/y (1).csv');
+    expect(inputNameFor('/abs/p.csv', new Set())).toBe('abs/p.csv');
   });
 });

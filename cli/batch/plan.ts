@@ -54,6 +54,19 @@ export function checkPlaceholder(args: readonly string[]): void {
 }
 
 
+/**
+ * The name an item's input goes by (batch status, failures, output folders): the path as matched,
+ * made relative: `data/x.csv` stays, `/srv/data/x.csv` → `srv/data/x.csv`, `../in/x.csv` →
+ * `in/x.csv`. Two files that would share a name get the next free variant (`x (1).csv`).
+ */
+export function inputNameFor(file: string, taken: Set<string>): string {
+  const segs = file.split('/').filter((s) => s !== '' && s !== '.' && s !== '..');
+  const name = segs.join('/') || basename(file) || 'input';
+  const unique = firstFree(name, (c) => taken.has(c));
+  taken.add(unique);
+  return unique;
+}
+
 export async function planBatch(prepared: PreparedRun, files: readonly string[], cwd: string, opts: BatchOptions): Promise<BatchPlan> {
   const body = prepared.body;
   const args = body.args ?? [];
@@ -83,6 +96,7 @@ export async function planBatch(prepared: PreparedRun, files: readonly string[],
 
   const blobs = new Map(prepared.blobs);
   const items: BatchItem[] = [];
+  const names = new Set<string>();
   for (const file of unique) {
     const d = digests.get(file);
     if (!d) continue;
@@ -96,7 +110,7 @@ export async function planBatch(prepared: PreparedRun, files: readonly string[],
     const gzip = blobs.get(d.sha256)!.encoding === 'gzip';
     const placed = itemArgs(args, file);
     const input: InputFile = { path: remote, sha256: d.sha256, size: d.size, arg: placed.arg, ...(gzip ? { encoding: 'gzip' as const } : {}) };
-    const item: BatchItem = { inputName: file, args: placed.args, inputs: [...shared, input], metadata: {} };
+    const item: BatchItem = { inputName: inputNameFor(file, names), args: placed.args, inputs: [...shared, input], metadata: {} };
     const checked = BatchItem.safeParse(item);
     if (!checked.success) {
       const issue = checked.error.issues[0]!;
