@@ -67,6 +67,12 @@ describe('batches', () => {
     expect(end).toMatchObject({ status: 'finished', etaSeconds: 0, counts: { total: 4, succeeded: 3, failed: 1 } });
     expect(end.finishedAt).not.toBeNull();
 
+    // Canceling a finished batch changes nothing: it stays finished.
+    const late = await call('POST', `/api/v1/batches/${batch.id}/cancel`, { token: t.key });
+    expect(late.status).toBe(200);
+    expect(late.json.batch).toMatchObject({ status: 'finished', counts: { succeeded: 3, failed: 1, canceled: 0 } });
+    expect(await snapshot(t, batch.id)).toMatchObject({ status: 'finished', finishedAt: end.finishedAt });
+
     const list = await call('GET', '/api/v1/executions?batch=' + batch.id, { token: t.key });
     expect(list.json.executions).toHaveLength(4);
     const batches = await call('GET', '/api/v1/batches', { token: t.key });

@@ -67,6 +67,7 @@ describe('webhooks', () => {
     const { webhook, secret } = await createHook(t);
     const missing = await deliver(webhook.path, { inputs: [{ name: 'x', sha256: 'a'.repeat(64), size: 3 }] }, { secret, delivery: 'retry-me' });
     expect(missing.status).toBe(409);
+    expect(missing.json.error.hint).toMatch(/rgrid upload FILE/);
     const dup = await deliver(webhook.path, { inputs: [{ name: 'x', content: '1' }, { name: 'x', content: '2' }] }, { secret });
     expect(dup.status).toBe(400);
     const both = await deliver(webhook.path, { inputs: [{ name: 'x', content: '1', sha256: 'a'.repeat(64), size: 1 }] }, { secret });

@@ -306,7 +306,9 @@ describe.concurrent('rgrid run --batch with runners', () => {
       req.on('data', (d) => (body += d));
       req.on('end', () => {
         received.push({ headers: req.headers, body });
-        res.end('ok');
+        // The first attempt fails: the callback is retried with the same delivery id.
+        res.statusCode = received.length === 1 ? 503 : 200;
+        res.end(received.length === 1 ? 'busy' : 'ok');
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -331,9 +333,10 @@ describe.concurrent('rgrid run --batch with runners', () => {
       expect((await send({ delivery: 'e2e-delivery-1' })).status).toBe(409);
 
       // The callback: signed with the webhook's secret, the finished batch's summary.
-      for (let i = 0; i < 240 && !received.length; i++) await new Promise((r) => setTimeout(r, 250));
-      expect(received.length, 'callback received').toBeGreaterThan(0);
-      const cb = received[0]!;
+      for (let i = 0; i < 240 && received.length < 2; i++) await new Promise((r) => setTimeout(r, 250));
+      expect(received.length, 'callback received, and again after the 503').toBeGreaterThanOrEqual(2);
+      expect(received.map((r) => r.headers['x-rgrid-delivery'])).toEqual([`cb_${good.json.batchId}_1`, `cb_${good.json.batchId}_1`]);
+      const cb = received[1]!;
       const expected = createHmac('sha256', secret!).update(`${cb.headers['x-rgrid-timestamp']}.${cb.headers['x-rgrid-delivery']}.${cb.body}`).digest('hex');
       expect(cb.headers['x-rgrid-signature']).toBe(`sha256=${expected}`);
       expect(Math.abs(Number(cb.headers['x-rgrid-timestamp']) - Date.now() / 1000)).toBeLessThan(300);

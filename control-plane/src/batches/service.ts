@@ -178,6 +178,9 @@ export async function listBatches(c: AppContext, limit: number = DEFAULTS.pageSi
 
 export async function cancelBatch(c: AppContext, batchId: string): Promise<BatchSnapshot> {
   const batch = await loadBatch(c, batchId);
+  // A batch that ran to its end stays finished: there is nothing left to cancel.
+  const before = await getBatch(c, batchId);
+  if (before.status === 'finished') return before;
   const now = c.get('now')();
   const first = await c.get('db').select({ pool: schema.executions.pool }).from(schema.executions).where(eq(schema.executions.batchId, batchId)).limit(1).get();
   if (first) await dispatcher(c, first.pool).cancelBatch(batchId, batch.accountId, 'batch canceled by user');

@@ -165,6 +165,9 @@ export class BatchTracker extends DurableObject<Bindings> {
     await this.env.DB.prepare(`UPDATE batches SET finished_at = ? WHERE id = ?`).bind(now, meta.batchId).run();
     if (meta.callbackUrl && !this.get<boolean>('callbackSent')) {
       this.set('callbackAttempts', 0);
+      // One delivery per finish (a retried batch finishes again: a new delivery), the same id on
+      // each of its attempts, so a receiver can drop repeats.
+      this.set('callbackSeq', (this.get<number>('callbackSeq') ?? 0) + 1);
       await this.ctx.storage.setAlarm(Date.now());
     }
   }
@@ -176,7 +179,7 @@ export class BatchTracker extends DurableObject<Bindings> {
     const attempts = (this.get<number>('callbackAttempts') ?? 0) + 1;
     this.set('callbackAttempts', attempts);
     const body = JSON.stringify({ type: 'batch.finished', batch: this.snapshot() });
-    const headers = await signCallback(meta.callbackSecret ?? '', body, `cb_${meta.batchId}_${attempts}`);
+    const headers = await signCallback(meta.callbackSecret ?? '', body, `cb_${meta.batchId}_${this.get<number>('callbackSeq') ?? 1}`);
     try {
       const res = await fetch(meta.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
       if (res.ok) {

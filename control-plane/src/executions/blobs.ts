@@ -44,7 +44,13 @@ export interface DeclaredBlob {
  * Makes sure every declared blob is stored: known rows pass; the rest are checked in the object
  * store and recorded. Throws a 409 naming the first blob that was never uploaded.
  */
-export async function confirmBlobs(db: Db, store: ObjectStore, accountId: string, declared: DeclaredBlob[]): Promise<void> {
+export async function confirmBlobs(
+  db: Db,
+  store: ObjectStore,
+  accountId: string,
+  declared: DeclaredBlob[],
+  missingHint = 'Upload it with the presigned URL from the create response, then submit again.',
+): Promise<void> {
   const known = await knownBlobs(db, accountId, declared.map((d) => d.sha256));
   // Using a blob keeps it: the retention sweep only deletes blobs unused for the retention period.
   for (const part of chunk([...known])) {
@@ -58,7 +64,7 @@ export async function confirmBlobs(db: Db, store: ObjectStore, accountId: string
       const key = blobKey(accountId, d.sha256);
       const head = await store.head(key);
       if (!head) {
-        throw new ApiError('conflict', `${d.label} was not uploaded (sha256 ${d.sha256.slice(0, 12)}…)`, 'Upload it with the presigned URL from the create response, then submit again.');
+        throw new ApiError('conflict', `${d.label} was not uploaded (sha256 ${d.sha256.slice(0, 12)}…)`, missingHint);
       }
       if ((d.encoding ?? 'identity') === 'identity' && head.size !== d.size) {
         throw new ApiError('conflict', `${d.label} was uploaded with ${head.size} bytes, but ${d.size} were declared`, 'Upload the file again with the presigned URL.');

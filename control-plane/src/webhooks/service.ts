@@ -111,7 +111,13 @@ export async function deliver(c: AppContext, hook: typeof schema.webhooks.$infer
       remote.set(input.name, [{ path: input.name, url: input.url!, ...arg }]);
     }
   }
-  await confirmBlobs(db, store, hook.accountId, items.filter((i) => i.inputs.length).map((i) => ({ ...i.inputs[0]!, label: `input ${i.inputName}` })));
+  await confirmBlobs(
+    db,
+    store,
+    hook.accountId,
+    items.filter((i) => i.inputs.length).map((i) => ({ ...i.inputs[0]!, label: `input ${i.inputName}` })),
+    'Store the file first with `rgrid upload FILE` (or POST /api/v1/blobs), then send the delivery again.',
+  );
   const { parallel, args: _args, ...batchTemplate } = template;
   const created = await createBatch(c, {
     name: `webhook ${hook.name}`,
