@@ -12,9 +12,6 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['bin/**/*.test.ts', 'shared/**/*.test.ts', 'runner-agent/**/*.test.ts', 'cli/**/*.test.ts', 'test/**/*.test.ts', 'control-plane/**/*.node.test.ts'],
-          // The reliability suite (issue 9) has failing tests that document open bugs (F1-F13 in
-          // docs/reliability.md); it runs with RGRID_RELIABILITY=1 until they are fixed.
-          exclude: process.env.RGRID_RELIABILITY ? [] : ['test/reliability/**'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           pool: 'forks',

@@ -243,7 +243,8 @@ export class JobRun {
 
     // 4. Outputs: every regular file that is new or changed (unchanged inputs are not outputs).
     const scan = await scanTree(work);
-    for (const s of scan.skipped) logs.system(`[rgrid] not collected: ${s.path}: ${s.reason}`);
+    // The path is quoted (JSON) so that a file name with a newline cannot write extra log lines (F15).
+    for (const s of scan.skipped) logs.system(`[rgrid] not collected: ${JSON.stringify(s.path)}: ${s.reason}`);
     const inputs = new Map(job.inputs.map((i) => [i.path, i.sha256]));
     const outputs = scan.files.filter((f) => inputs.get(f.path) !== f.sha256).map((f) => ({ ...f, localPath: join(work, f.path) }));
     if (outputs.length > LIMITS.maxOutputsPerExecution) {

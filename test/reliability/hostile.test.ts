@@ -401,8 +401,11 @@ describe('hostile input: scripts on a runner', () => {
     expect(outs.map((o) => o.path).sort()).toEqual(['empty.out', 'ok.txt']);
     expect(outs.find((o) => o.path === 'empty.out')!.size).toBe(0);
     expect((await download(outs.find((o) => o.path === 'empty.out')!)).length).toBe(0);
-    for (const name of ['root-link', 'shadow-link', 'input.txt', 'sub/up', 'fifo', 'sock', 'new\nline.txt', 'back\\slash.txt']) expect(system, name).toContain(`not collected: ${name}`);
-    expect(system).toMatch(/not collected: bad-.*not valid UTF-8/);
+    // Names are quoted as JSON strings (F15): a newline in a file name cannot start a new log line.
+    for (const name of ['root-link', 'shadow-link', 'input.txt', 'sub/up', 'fifo', 'sock', 'new\nline.txt', 'back\\slash.txt']) expect(system, name).toContain(`not collected: ${JSON.stringify(name)}`);
+    expect(system).toContain('not collected: "new\\nline.txt"');
+    expect(system).not.toMatch(/^line\.txt/m);
+    expect(system).toMatch(/not collected: "bad-.*not valid UTF-8/);
   }, 120_000);
 
   it('an output path longer than the API accepts (1024) is reported as not collected; the other outputs are kept', async () => {
@@ -414,23 +417,29 @@ describe('hostile input: scripts on a runner', () => {
     await report('hostile-long-output-path', { status: final.status, failureKind: final.failureKind, message: final.message, outputs: outs.map((o) => o.path) });
     expect(final.status, final.message).toBe('succeeded');
     expect(outs.map((o) => o.path)).toEqual(['ok.txt']);
-    expect(system).toMatch(/not collected: d{200}\/.*deep\.txt/);
+    expect(system).toMatch(/not collected: "d{200}\/.*deep\.txt": path longer than 1024 characters/);
   });
 
-  it('a 0-byte script runs; a script name or input layout the runner cannot place fails cleanly as input_error', async () => {
+  it('a 0-byte script runs; an input layout the runner cannot place (inputs "a" and "a/b") and a script named ".." are refused at create time (F14, F5)', async () => {
     const empty = await submit(client, { script: '' });
-    const conflicting = await submit(client, { script: 'print(1)\n', inputs: [{ path: 'a', content: 'file' }, { path: 'a/b', content: 'under a file' }] });
-    // Script named "..": refused by the API once fixed (see the API test); until then the runner
-    // must fail it cleanly rather than write the script over its job directory.
-    const dotdot = await submit(client, { script: 'print(1)\n', scriptName: '..' }).catch((err: Error) => err);
-    const [x, y] = await Promise.all([waitFinal(client, empty.id), waitFinal(client, conflicting.id)]);
-    const z = dotdot instanceof Error ? null : await waitFinal(client, dotdot.id);
-    await report('hostile-layout', { emptyScript: x.status, conflictingInputs: { status: y.status, failureKind: y.failureKind, message: y.message }, scriptNamedDotDot: z ? { status: z.status, failureKind: z.failureKind, message: z.message } : String(dotdot).slice(0, 200) });
-    if (z) expect(z).toMatchObject({ status: 'failed', failureKind: 'input_error' });
-    else expect(String(dotdot)).toMatch(/ 400 /);
+    const body = (b: string) => ({ path: b, sha256: sha(b), size: b.length });
+    // An execution and a batch item with input "a" (a file) and "a/b" (which would go under it).
+    const conflicting = await client.call('POST', '/api/v1/executions', { body: { script, inputs: [body('a'), body('a/b')] } });
+    const conflictingItem = await client.call('POST', '/api/v1/batches', { body: batch({}, [{ inputName: 'x', inputs: [body('a'), body('a/b')] }]) });
+    const dotdot = await client.call('POST', '/api/v1/executions', { body: { script: { ...script, name: '..' } } });
+    const x = await waitFinal(client, empty.id);
+    const summary = (r: Reply) => `${r.status} ${r.json?.error?.code ?? ''} ${r.json?.error?.message ?? ''}`;
+    await report('hostile-layout', { emptyScript: x.status, conflictingInputs: summary(conflicting), conflictingBatchItem: summary(conflictingItem), scriptNamedDotDot: summary(dotdot) });
     expect(x.status).toBe('succeeded');
-    expect(y).toMatchObject({ status: 'failed', failureKind: 'input_error' });
-    expect(y.message).toMatch(/a\/b|not a directory|ENOTDIR|EEXIST/i);
+    for (const r of [conflicting, conflictingItem]) {
+      expect(r.status, r.text).toBe(400);
+      expect(r.json.error.code).toBe('bad_request');
+      // Both inputs are named, so the user knows which pair to rename.
+      expect(r.json.error.message).toContain('"a"');
+      expect(r.json.error.message).toContain('"a/b"');
+    }
+    expect(dotdot.status, dotdot.text).toBe(400);
+    expect(dotdot.json.error.message).toMatch(/script\.name/);
   });
 
   it('presigned URLs that expired before the runner used them: the job fails with a clear error', async () => {
