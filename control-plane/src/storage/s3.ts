@@ -63,12 +63,21 @@ export class ObjectStore {
     });
   }
 
-  /** A signed request; network errors become `unavailable` (aws4fetch already retried 5xx). */
+  /**
+   * A signed request; network errors become `unavailable` (aws4fetch already retried 5xx).
+   * Idempotent requests (all but POST) are sent once more after a network error: a pooled
+   * connection the store closed just as it was reused fails with "Network connection lost"
+   * although the store is fine (F19).
+   */
   private async send(what: string, url: string, init: RequestInit): Promise<Response> {
-    try {
-      return await this.client.fetch(url, init);
-    } catch (err) {
-      throw unavailable(what, (err as Error).message || String(err));
+    const attempts = (init.method ?? 'GET').toUpperCase() === 'POST' ? 1 : 2;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.fetch(url, init);
+      } catch (err) {
+        if (attempt >= attempts) throw unavailable(what, (err as Error).message || String(err));
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   }
 
