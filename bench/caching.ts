@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { envImageTag } from '../shared/hashing.js';
 import { writeConfigFile } from '../cli/config.js';
 import { RGRID_BIN } from '../cli/paths.js';
-import { writeSection } from './lib/doc.js';
-import { BASE_IMAGE, intEnv, shouldWriteDocs } from './lib/env.js';
+import { publish, runBench } from './lib/doc.js';
+import { BASE_IMAGE, intEnv } from './lib/env.js';
 import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { run, runOk } from './lib/proc.js';
 import { startBenchStack } from './lib/stack.js';
@@ -49,7 +49,7 @@ const LABEL: Record<Contender, string> = {
   'docker-base': `\`docker run\` of ${BASE_IMAGE}`,
 };
 
-async function main(): Promise<void> {
+async function main(): Promise<string | undefined> {
   const t0 = performance.now();
   const machine = await machineInfo();
   const startedAt = new Date().toISOString();
@@ -228,14 +228,8 @@ async function main(): Promise<void> {
     L.push('```', '');
     L.push('Each build round: `rgrid run ts.py --remote-only` with requirements `numpy==1.26.4,!=0.0.<unique>` (miss, new key), with `--no-cache` (miss, rebuild), and plain (hit).', '');
     const md = L.join('\n');
-    const rawFile = join(tmpdir(), `rgrid-bench-caching-${Date.now()}.json`);
-    await writeFile(rawFile, JSON.stringify({ settings: { ROUNDS, BUILDS }, machine, lat, builds, envImage }, null, 2));
-    log(`raw results: ${rawFile}`);
     output = md;
-    if (shouldWriteDocs(FULL)) {
-      await writeSection('Caching', md);
-      log('docs/benchmarks.md: section "Caching" updated');
-    } else log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+    await publish({ bench: 'caching', section: 'Caching', md, raw: { settings: { ROUNDS, BUILDS }, machine, lat, builds, envImage }, full: FULL, log });
   } finally {
     sampler.stop();
     await bench.stop();
@@ -243,13 +237,7 @@ async function main(): Promise<void> {
     for (const image of builtImages) await run('docker', ['rmi', '-f', image]).catch(() => undefined);
     await rm(work, { recursive: true, force: true });
   }
-  if (output) process.stdout.write('\n' + output + '\n');
+  return output;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

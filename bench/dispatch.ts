@@ -15,20 +15,18 @@
  * BENCH_DISPATCH_COMPARE_ROUNDS (2 per variant), BENCH_DISPATCH_BATCH_CLAIM (4).
  */
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'undici';
 import { MAX_BATCH_ITEMS_PER_REQUEST } from '../shared/api/batches.js';
 import type { BlobUpload } from '../shared/api/common.js';
 import type { ClaimResponse, Job, RegisterRunnerResponse } from '../shared/api/runner.js';
-import { intEnv, shouldWriteDocs } from './lib/env.js';
+import { intEnv } from './lib/env.js';
 import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { cpuDelta, cpuSnapshot, type CpuBreakdown } from './lib/cpu.js';
 import { startBenchStack, type BenchStack } from './lib/stack.js';
 import { jsonCall, putBytes } from './lib/api.js';
 import { fmt, fmtMs, summarize, table, type Summary } from './lib/stats.js';
-import { writeSection } from './lib/doc.js';
+import { publish, runBench } from './lib/doc.js';
 
 const JOBS = intEnv('BENCH_JOBS', 10_000);
 const RUNNERS = intEnv('BENCH_DISPATCH_RUNNERS', 8);
@@ -264,7 +262,7 @@ function rateOverTime(completedAt: number[], wallMs: number): number[] {
 
 const lat = (s: Summary) => [fmtMs(s.p50), fmtMs(s.p90), fmtMs(s.p99), fmtMs(s.max)];
 
-async function main(): Promise<void> {
+async function main(): Promise<string | undefined> {
   // Printed after the stack is stopped: workerd's own log lines go to this process's stdout.
   let output: string | undefined;
   const startedAt = new Date().toISOString();
@@ -393,25 +391,13 @@ async function main(): Promise<void> {
       '',
     );
     const md = L.join('\n');
-    const raw = join(tmpdir(), `rgrid-bench-dispatch-${Date.now()}.json`);
-    await writeFile(raw, JSON.stringify({ settings: { JOBS, RUNNERS, SLOTS, MAXJOBS, COMPARE_JOBS, COMPARE_ROUNDS, BATCH_CLAIM }, machine, created, main: { ...main, claimLatency: summarize(main.claimLatency), heartbeatLatency: summarize(main.heartbeatLatency), completeLatency: summarize(main.completeLatency), completedAt: undefined, claimedAt: undefined }, compare: compare.map((c) => ({ maxJobs: c.maxJobs, round: c.round, wallMs: c.res.wallMs, claim: summarize(c.res.claimLatency) })), routes }, null, 2));
     output = md;
-    log(`raw results: ${raw}`);
-    if (shouldWriteDocs(FULL)) {
-      await writeSection('Dispatch', md);
-      log('docs/benchmarks.md: section "Dispatch" updated');
-    } else log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+    await publish({ bench: 'dispatch', section: 'Dispatch', md, raw: { settings: { JOBS, RUNNERS, SLOTS, MAXJOBS, COMPARE_JOBS, COMPARE_ROUNDS, BATCH_CLAIM }, machine, created, main: { ...main, claimLatency: summarize(main.claimLatency), heartbeatLatency: summarize(main.heartbeatLatency), completeLatency: summarize(main.completeLatency), completedAt: undefined, claimedAt: undefined }, compare: compare.map((c) => ({ maxJobs: c.maxJobs, round: c.round, wallMs: c.res.wallMs, claim: summarize(c.res.claimLatency) })), routes }, full: FULL, log });
   } finally {
     sampler.stop();
     await bench.stop();
   }
-  if (output) process.stdout.write('\n' + output + '\n');
+  return output;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

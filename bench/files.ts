@@ -25,8 +25,8 @@ import { writeConfigFile } from '../cli/config.js';
 import { loadState } from '../cli/dev/state.js';
 import { RGRID_BIN } from '../cli/paths.js';
 import { sha256File } from '../cli/transfer/hash.js';
-import { writeSection } from './lib/doc.js';
-import { intEnv, shouldWriteDocs } from './lib/env.js';
+import { publish, runBench } from './lib/doc.js';
+import { intEnv } from './lib/env.js';
 import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { run, type RunResult } from './lib/proc.js';
 import { startBenchStack } from './lib/stack.js';
@@ -114,7 +114,7 @@ function summaryRate(stderr: string, verb: string): number {
   return Number(new RegExp(`${verb} [\\d.]+ \\w+ in [^(]+\\(([\\d.]+) MB/s\\)`).exec(stderr)?.[1] ?? NaN);
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<string | undefined> {
   const t0 = performance.now();
   const machine = await machineInfo();
   const startedAt = new Date().toISOString();
@@ -321,26 +321,14 @@ print('input sha256', h.hexdigest())
     if (gz) L.push('/usr/bin/time -v node bin/rgrid.mjs run lines.py big.csv --remote-only --memory 512m');
     L.push('```', '');
     const md = L.join('\n');
-    const rawFile = join(tmpdir(), `rgrid-bench-files-${Date.now()}.json`);
-    await writeFile(rawFile, JSON.stringify({ settings: { SIZE_MB, ROUNDS, GZIP }, machine, raw, full: fullRow, gz, version: version.rssMb }, null, 2));
-    log(`raw results: ${rawFile}`);
     output = md;
-    if (shouldWriteDocs(FULL)) {
-      await writeSection('Files', md);
-      log('docs/benchmarks.md: section "Files" updated');
-    } else log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+    await publish({ bench: 'files', section: 'Files', md, raw: { settings: { SIZE_MB, ROUNDS, GZIP }, machine, raw, full: fullRow, gz, version: version.rssMb }, full: FULL, log });
   } finally {
     sampler.stop();
     await bench.stop();
     if (existsSync(work)) await rm(work, { recursive: true, force: true });
   }
-  if (output) process.stdout.write('\n' + output + '\n');
+  return output;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -19,7 +19,7 @@
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { intEnv, shouldWriteDocs } from './lib/env.js';
+import { intEnv } from './lib/env.js';
 import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { startBenchStack, type BenchStack } from './lib/stack.js';
 import { csvContent, itemName, writeScript, SCRIPT_NAME } from './lib/fixtures.js';
@@ -27,7 +27,7 @@ import { hashFiles, submitBatch, type LocalFile, type SubmitTimings } from './li
 import { uploadBlobs } from '../cli/transfer/upload.js';
 import type { BlobUpload } from '../shared/api/common.js';
 import { fmt, fmtMs, mapLimit, median, table } from './lib/stats.js';
-import { writeSection } from './lib/doc.js';
+import { publish, runBench } from './lib/doc.js';
 
 const FILES = intEnv('BENCH_FILES', 1000);
 const ROUNDS = intEnv('BENCH_SUBMIT_ROUNDS', 3);
@@ -88,7 +88,7 @@ async function submitOneByOne(bench: BenchStack, dir: string, names: string[], s
   return { hashMs: t1 - t0, createMs: NaN, uploadMs: NaN, submitMs: NaN, totalMs: t2 - t0, requests, uploads };
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<string | undefined> {
   // Printed after the stack is stopped: workerd's own log lines go to this process's stdout.
   let output: string | undefined;
   const startedAt = new Date().toISOString();
@@ -199,26 +199,14 @@ async function main(): Promise<void> {
       '',
     );
     const md = L.join('\n');
-    const raw = join(tmpdir(), `rgrid-bench-submission-${Date.now()}.json`);
-    await writeFile(raw, JSON.stringify({ settings: { FILES, ROUNDS, FILE_BYTES }, machine, results }, null, 2));
     output = md;
-    log(`raw results: ${raw}`);
-    if (shouldWriteDocs(FULL)) {
-      await writeSection('Submission', md);
-      log('docs/benchmarks.md: section "Submission" updated');
-    } else log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+    await publish({ bench: 'submission', section: 'Submission', md, raw: { settings: { FILES, ROUNDS, FILE_BYTES }, machine, results }, full: FULL, log });
   } finally {
     sampler.stop();
     await bench.stop();
     await rm(work, { recursive: true, force: true });
   }
-  if (output) process.stdout.write('\n' + output + '\n');
+  return output;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { DockerRuntime } from '../runner-agent/src/docker/runtime.js';
 import { imageExists } from '../runner-agent/src/docker/runtime.js';
-import { BASE_IMAGE, intEnv, shouldWriteDocs, strEnv } from './lib/env.js';
+import { BASE_IMAGE, intEnv, strEnv } from './lib/env.js';
 import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { cpuDelta, cpuSnapshot, type CpuBreakdown } from './lib/cpu.js';
 import { startBenchStack, type BenchStack } from './lib/stack.js';
@@ -38,7 +38,7 @@ import { RGRID_BIN } from '../cli/paths.js';
 import { startCountingProxy, type ProxyRecord } from './lib/proxy.js';
 import { recordContainerEvents, type ContainerTimeline } from './lib/docker-events.js';
 import { fmt, fmtMs, median, summarize, table, sleep } from './lib/stats.js';
-import { writeSection } from './lib/doc.js';
+import { publish, runBench } from './lib/doc.js';
 
 const ITEMS = intEnv('BENCH_ITEMS', 1000);
 const SLOTS = intEnv('BENCH_SLOTS', 4);
@@ -651,7 +651,7 @@ function report(opts: {
   return lines.join('\n');
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<string | undefined> {
   // Printed after the stack is stopped: workerd's own log lines go to this process's stdout.
   let output: string | undefined;
   const startedAt = new Date().toISOString();
@@ -711,26 +711,14 @@ async function main(): Promise<void> {
     }
     const sampled = sampler.stop();
     const md = report({ machine, load: { start: loadStart, end: await loadAverage(), sampled }, results, containers, prof, python, work, startedAt, durationMs: performance.now() - t0 });
-    const raw = join(tmpdir(), `rgrid-bench-throughput-${Date.now()}.json`);
-    await writeFile(raw, JSON.stringify({ settings: { ITEMS, SLOTS, RUNNERS, ROUNDS, PROFILE_ITEMS, CONTENDERS }, machine, results, containers, prof }, null, 2));
     output = md;
-    log(`raw results: ${raw}`);
-    if (shouldWriteDocs(FULL)) {
-      await writeSection('Batch throughput', md);
-      log('docs/benchmarks.md: section "Batch throughput" updated');
-    } else log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+    await publish({ bench: 'throughput', section: 'Batch throughput', md, raw: { settings: { ITEMS, SLOTS, RUNNERS, ROUNDS, PROFILE_ITEMS, CONTENDERS }, machine, results, containers, prof }, full: FULL, log });
   } finally {
     sampler.stop();
     await bench.stop();
     if (process.env.BENCH_KEEP_DIR !== '1') await rm(work, { recursive: true, force: true });
   }
-  if (output) process.stdout.write('\n' + output + '\n');
+  return output;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

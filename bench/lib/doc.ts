@@ -6,8 +6,10 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shouldWriteDocs } from './env.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const DOC = join(ROOT, 'docs', 'benchmarks.md');
@@ -82,4 +84,32 @@ export async function writeSection(title: (typeof SECTIONS)[number], body: strin
 
 export async function writeHeader(header: string): Promise<void> {
   await update((text) => replaceHeader(text, header));
+}
+
+/**
+ * The end of every bench: the raw results as JSON in the temp directory, and the section of
+ * docs/benchmarks.md, written only at full size (or with BENCH_WRITE_DOCS=1).
+ */
+export async function publish(opts: { bench: string; section: (typeof SECTIONS)[number]; md: string; raw: unknown; full: boolean; log: (line: string) => void }): Promise<void> {
+  const rawFile = join(tmpdir(), `rgrid-bench-${opts.bench}-${Date.now()}.json`);
+  await writeFile(rawFile, JSON.stringify(opts.raw, null, 2));
+  opts.log(`raw results: ${rawFile}`);
+  if (shouldWriteDocs(opts.full)) {
+    await writeSection(opts.section, opts.md);
+    opts.log(`docs/benchmarks.md: section "${opts.section}" updated`);
+  } else opts.log('quick check: docs/benchmarks.md left alone (BENCH_WRITE_DOCS=1 to write anyway)');
+}
+
+/** Runs a bench's main, printing its tables; exit code 1 on an error. */
+export function runBench(main: () => Promise<string | undefined>): void {
+  main().then(
+    (output) => {
+      if (output) process.stdout.write('\n' + output + '\n');
+      process.exit(0);
+    },
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }
