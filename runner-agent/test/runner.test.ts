@@ -127,7 +127,7 @@ describe('runner: jobs end to end', () => {
     expect(out).not.toContain('NET OK');
     expect(out).not.toContain('WROTE');
     expect((await artifacts(stack, e.id)).filter((a) => a.kind === 'output').map((a) => a.path)).toEqual(['ok.txt']);
-    expect(await logsText(stack, e.id, 'system')).toContain('passwd-link: symbolic link');
+    expect(await logsText(stack, e.id, 'system')).toContain('not collected: "passwd-link": symbolic link');
   });
 
   it('distinguishes timeout and OOM', async () => {
