@@ -9,7 +9,7 @@
  * decoding stops at the declared size: a small object cannot expand into a full disk (gzip bomb).
  * undici's `request` is used rather than fetch because fetch decodes Content-Encoding by itself.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { copyFile, constants, link, mkdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
@@ -23,6 +23,7 @@ import { IDEMPOTENT, withRetry, type RetryHooks } from '../api/retry.js';
 import { mapLimit } from './parallel.js';
 import { variant } from './naming.js';
 import { Progress } from './progress.js';
+import { hashingMeter } from './hash.js';
 import { TransferError, s3ErrorCode, storeUnreachable, transferFailure } from './errors.js';
 
 /** The object store answered 404: the bytes are gone (expired and swept, usually). */
@@ -122,27 +123,19 @@ async function fetchToTemp(a: Artifact, tmp: string, count: (n: number) => void,
     throw new GoneError(what);
   }
   if (res.statusCode !== 200) throw transferFailure(what, res.statusCode, await s3ErrorCode(res.body));
-  const hash = createHash('sha256');
-  let size = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      count(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const meter = hashingMeter(count);
   try {
     const file = createWriteStream(tmp, { mode: 0o644 });
     const guard = sizeGuard(a.size, what);
-    if (a.encoding === 'gzip') await pipeline(res.body, createGunzip(), guard, meter, file);
-    else await pipeline(res.body, guard, meter, file);
+    if (a.encoding === 'gzip') await pipeline(res.body, createGunzip(), guard, meter.stream, file);
+    else await pipeline(res.body, guard, meter.stream, file);
   } catch (err) {
-    count(-size);
+    count(-meter.bytes());
     if ((err as Error).name === 'AbortError' || err instanceof TransferError) throw err;
     throw new TransferError(`${what} was interrupted: ${(err as Error).message}`, undefined, true);
   }
-  const digest = hash.digest('hex');
+  const size = meter.bytes();
+  const digest = meter.digest();
   if (size !== a.size || digest !== a.sha256) {
     count(-size);
     // Retryable: a truncated or corrupted transfer is usually a one-off.

@@ -9,16 +9,16 @@
  * runner does for outputs); the source is hashed while it is read, so a file that changed since it
  * was hashed is caught here rather than stored under the wrong content address.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type { ContentEncoding } from '../../shared/api/common.js';
 import { CliError } from '../errors.js';
+import { hashingMeter } from './hash.js';
 
 /** Extensions stored gzip-compressed: plain-text formats. Unknown extensions are left alone. */
 export const TEXT_EXTENSIONS = new Set([
@@ -65,19 +65,10 @@ export async function gzipToTemp(source: string, expect: { sha256: string; size:
     await rm(dir, { recursive: true, force: true });
   };
   const path = join(dir, `${randomBytes(4).toString('hex')}.gz`);
-  const hash = createHash('sha256');
-  let read = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      read += chunk.length;
-      onBytes?.(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const meter = hashingMeter(onBytes);
   try {
-    await pipeline(createReadStream(source, { highWaterMark: 1024 * 1024 }), meter, createGzip({ level: GZIP_LEVEL }), createWriteStream(path));
-    if (read !== expect.size || hash.digest('hex') !== expect.sha256) {
+    await pipeline(createReadStream(source, { highWaterMark: 1024 * 1024 }), meter.stream, createGzip({ level: GZIP_LEVEL }), createWriteStream(path));
+    if (meter.bytes() !== expect.size || meter.digest() !== expect.sha256) {
       throw new CliError(`${expect.label} changed while it was being uploaded`, { hint: 'Wait until nothing writes to the file, then run the command again.' });
     }
     return { path, size: (await stat(path)).size, dispose };

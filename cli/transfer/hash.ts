@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { Transform } from 'node:stream';
 
 export interface FileDigest {
   sha256: string;
@@ -37,4 +38,22 @@ export async function sha256File(path: string): Promise<FileDigest> {
   } finally {
     await file.close();
   }
+}
+
+/**
+ * A pass-through stream that hashes and counts what flows through it (for a pipeline that
+ * writes a file while checking what it writes): `bytes()` and `digest()` once it has ended.
+ */
+export function hashingMeter(onBytes?: (n: number) => void): { stream: Transform; bytes(): number; digest(): string } {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      onBytes?.(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  return { stream, bytes: () => bytes, digest: () => hash.digest('hex') };
 }
