@@ -7,13 +7,11 @@
  * Ctrl+C: before submit the half-made batch is canceled (nothing ran); after submit the CLI
  * detaches and the batch continues; during downloads partial files are removed first.
  */
-import { rmSync } from 'node:fs';
 import type { BatchSnapshot } from '../../shared/api/batches.js';
 import type { RGridClient } from '../api/client.js';
 import { CLI_EXIT } from '../errors.js';
-import { partials } from '../transfer/download.js';
 import { removeTempDirsSync } from '../transfer/encoding.js';
-import { abortActiveMultipart } from '../transfer/multipart.js';
+import { removePartialDownloadsSync, stopUploadsAndExit } from '../transfer/interrupt.js';
 import { dim, note, red } from '../ui.js';
 import type { BatchDownloader } from './downloads.js';
 import { ProgressReporter } from './progress.js';
@@ -132,16 +130,12 @@ export function onBatchInterrupt(state: InterruptState, client: RGridClient): ()
         process.exit(CLI_EXIT.interrupted);
         return;
       case 'created':
-        removeTempDirsSync();
         note(`\nInterrupted before submit: canceling ${id} (nothing ran).`);
-        // Bounded: multipart uploads in flight are aborted (no half-object stays), and a dangling
-        // unsubmitted batch is harmless but untidy.
-        void Promise.race([Promise.all([abortActiveMultipart(2000), client.cancelBatch(id!).catch(() => undefined)]), sleep(2500)]).finally(() =>
-          process.exit(CLI_EXIT.interrupted),
-        );
+        // A dangling unsubmitted batch is harmless but untidy.
+        stopUploadsAndExit(() => client.cancelBatch(id!));
         return;
       case 'wait':
-        for (const p of partials) rmSync(p, { force: true });
+        removePartialDownloadsSync();
         note(detachMessage(id!));
         process.exit(CLI_EXIT.interrupted);
         return;

@@ -10,9 +10,9 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { MAX_BLOBS_PER_REQUEST, type BlobDeclaration } from '../../shared/api/blobs.js';
 import { CLI_EXIT, CliError } from '../errors.js';
-import { encodingFor, removeTempDirsSync } from '../transfer/encoding.js';
+import { encodingFor } from '../transfer/encoding.js';
 import { sha256File } from '../transfer/hash.js';
-import { abortActiveMultipart } from '../transfer/multipart.js';
+import { stopUploadsAndExit } from '../transfer/interrupt.js';
 import { mapLimit } from '../transfer/parallel.js';
 import { uploadBlobs, type LocalBlob } from '../transfer/upload.js';
 import { formatBytes, log, note, dim } from '../ui.js';
@@ -59,9 +59,8 @@ async function hashFiles(paths: string[], cwd: string): Promise<{ path: string; 
 /** Ctrl+C: no half-object may stay behind (multipart is aborted), temp copies are removed. */
 function onInterrupt(): () => void {
   const handler = () => {
-    removeTempDirsSync();
     note('\nInterrupted: files already confirmed stay stored; run the command again for the rest.');
-    void abortActiveMultipart(2000).finally(() => process.exit(CLI_EXIT.interrupted));
+    stopUploadsAndExit();
   };
   process.on('SIGINT', handler);
   return () => process.off('SIGINT', handler);

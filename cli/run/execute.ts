@@ -7,7 +7,6 @@
  * submit it cancels the half-made execution (nothing ran); during downloads it removes partial
  * files. Each phase sets `phase` so the one SIGINT handler knows which of these applies.
  */
-import { rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { CacheReport } from '../../shared/api/cache.js';
@@ -15,9 +14,9 @@ import type { Artifact, Execution } from '../../shared/api/executions.js';
 import type { RGridClient } from '../api/client.js';
 import { ApiError } from '../api/http.js';
 import { CLI_EXIT, CliError } from '../errors.js';
-import { displayPath, downloadAll, partials, type Downloaded } from '../transfer/download.js';
+import { displayPath, downloadAll, type Downloaded } from '../transfer/download.js';
 import { removeTempDirsSync } from '../transfer/encoding.js';
-import { abortActiveMultipart } from '../transfer/multipart.js';
+import { removePartialDownloadsSync, stopUploadsAndExit } from '../transfer/interrupt.js';
 import { expiredLine, expiryWarnings } from '../transfer/retention.js';
 import { uploadBlobs } from '../transfer/upload.js';
 import { bold, cyan, formatBytes, log, note, red } from '../ui.js';
@@ -68,25 +67,21 @@ function onInterrupt(state: { phase: Phase; id?: string }, client: RGridClient):
     switch (state.phase) {
       case 'create':
       case 'upload':
-        removeTempDirsSync();
         if (!id) {
+          removeTempDirsSync();
           note('\nInterrupted: nothing was submitted.');
           process.exit(CLI_EXIT.interrupted);
         }
         note(`\nInterrupted before submit: canceling ${id} (it never ran).`);
-        // Best effort, bounded: multipart uploads in flight are aborted (no half-object stays),
-        // and a dangling "created" execution is harmless but untidy.
-        void Promise.race([
-          Promise.all([abortActiveMultipart(2000), client.cancel(id).catch(() => undefined)]),
-          new Promise((r) => setTimeout(r, 2500)),
-        ]).finally(() => process.exit(CLI_EXIT.interrupted));
+        // A dangling "created" execution is harmless but untidy.
+        stopUploadsAndExit(() => client.cancel(id));
         return;
       case 'wait':
         note(detachMessage(id!));
         process.exit(CLI_EXIT.interrupted);
         return;
       case 'download':
-        for (const p of partials) rmSync(p, { force: true });
+        removePartialDownloadsSync();
         note(`\nInterrupted while downloading; partial files were removed. The outputs stay stored remotely:\n  rgrid download ${id}`);
         process.exit(CLI_EXIT.interrupted);
         return;
