@@ -15,7 +15,6 @@
  *   npx tsx bench/files.ts                                   # 1024 MiB, 3 rounds
  *   BENCH_FILE_MB=100 BENCH_FILE_ROUNDS=1 npx tsx bench/files.ts   # quick check (docs untouched)
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +30,7 @@ import { LoadSampler, loadAverage, machineInfo } from './lib/machine.js';
 import { run, type RunResult } from './lib/proc.js';
 import { startBenchStack } from './lib/stack.js';
 import { fmt, fmtMs, median, table } from './lib/stats.js';
+import { randomFile } from '../test/harness/files.js';
 
 const MiB = 1024 * 1024;
 const SIZE_MB = intEnv('BENCH_FILE_MB', 1024);
@@ -73,18 +73,6 @@ class RssSampler {
     await this.sample();
     return { peakRss: this.peakRss, hwm: (await RssSampler.read(this.pid)).hwm };
   }
-}
-
-async function randomFile(path: string, mib: number): Promise<string> {
-  const hash = createHash('sha256');
-  const f = await open(path, 'w');
-  for (let i = 0; i < mib; i++) {
-    const block = randomBytes(MiB);
-    hash.update(block);
-    await f.write(block);
-  }
-  await f.close();
-  return hash.digest('hex');
 }
 
 /** A CSV of `mib` MiB: realistic rows (ids, names, numbers), compresses about as real data does. */

@@ -15,6 +15,7 @@ import { ApiError, Http } from '../../cli/api/http.js';
 import { loadState } from '../../cli/dev/state.js';
 import { runCli, show, spawnCli, workspace, type Workspace } from '../harness/cli.js';
 import { startTestStack, type TestStack } from '../harness/stack.js';
+import { randomFile } from '../harness/files.js';
 
 const MiB = 1024 * 1024;
 const MAX_FILE_BYTES = 600 * MiB;
@@ -26,19 +27,6 @@ let client: RGridClient;
 let store: ObjectStore;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** Random content, written and hashed a MiB at a time (never whole in memory). */
-async function randomFile(path: string, mib: number): Promise<string> {
-  const hash = createHash('sha256');
-  const f = await open(path, 'w');
-  for (let i = 0; i < mib; i++) {
-    const block = randomBytes(MiB);
-    hash.update(block);
-    await f.write(block);
-  }
-  await f.close();
-  return hash.digest('hex');
-}
 
 /** A file of zeros that takes no disk (sparse). */
 async function zeros(path: string, bytes: number): Promise<void> {
