@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { LIMITS } from '../limits.js';
+import { ErrorBody } from '../errors.js';
 import { ExecutionState, FailureKind } from '../lifecycle.js';
 import { ExecutionId, RunnerId } from '../ids.js';
 import { ContentEncoding, FileRef, PresignedRequest, RelativePath, Runtime, Sha256, StringMap, Timestamp } from './common.js';
@@ -23,23 +24,54 @@ export const RegisterRunnerResponse = z.object({
   runnerId: RunnerId,
   runnerToken: z.string(),
   pool: z.string(),
-  leaseSeconds: z.number().int(),
-  heartbeatSeconds: z.number().int(),
 });
 export type RegisterRunnerResponse = z.infer<typeof RegisterRunnerResponse>;
 
+/**
+ * Lease timing, decided by the control plane alone and sent with every claim and heartbeat answer
+ * (nothing about timing is stored on a runner, so a changed lease reaches every runner at its next
+ * call). A runner heartbeats every `heartbeatSeconds`; a lease not renewed for `leaseSeconds` is
+ * requeued; a job handed out but not acknowledged by a heartbeat within `offerSeconds` (the
+ * answer never reached the runner) goes back to the queue without costing an attempt.
+ */
+export const LeaseTiming = z.object({
+  leaseSeconds: z.number().int().min(1),
+  heartbeatSeconds: z.number().int().min(1),
+  offerSeconds: z.number().int().min(1),
+});
+export type LeaseTiming = z.infer<typeof LeaseTiming>;
+
+/** A job a runner holds: the fencing pair plus the dispatcher shard that leased it. */
+export const HeldJob = z.strictObject({
+  executionId: ExecutionId,
+  attempt: z.number().int().min(1),
+  shard: z.number().int().min(0).max(255).default(0),
+});
+export type HeldJob = z.input<typeof HeldJob>;
+
+/** Per-runner heartbeat: liveness, and one lease renewal for every job the runner holds. */
 export const RunnerHeartbeatRequest = z.strictObject({
   activeJobs: z.number().int().min(0).max(1024),
   draining: z.boolean().default(false),
-  /** Env keys whose images this runner holds (dispatcher affinity). */
+  /** Env keys whose images this runner holds (dispatcher affinity); sent when the set changed. */
   envKeys: z.array(Sha256).max(1000).optional(),
+  /** Every job the runner holds (running, or uploading and reporting): renews and acknowledges their leases. */
+  jobs: z.array(HeldJob).max(1024).default([]),
 });
 export type RunnerHeartbeatRequest = z.input<typeof RunnerHeartbeatRequest>;
-export const RunnerHeartbeatResponse = z.object({ ok: z.literal(true), drain: z.boolean() });
+export const RunnerHeartbeatResponse = z.object({
+  ok: z.literal(true),
+  drain: z.boolean(),
+  timing: LeaseTiming,
+  /** Jobs whose execution was canceled: stop them, report them as canceled. */
+  cancel: z.array(ExecutionId),
+  /** Jobs whose attempt is over (requeued elsewhere, finished, unknown): stop, report nothing. */
+  stale: z.array(z.object({ executionId: ExecutionId, currentAttempt: z.number().int(), status: ExecutionState })),
+});
 export type RunnerHeartbeatResponse = z.infer<typeof RunnerHeartbeatResponse>;
 
 export const ClaimRequest = z.strictObject({
-  /** How many jobs the runner can start now (free slots). */
+  /** How many jobs the runner can start now (its free slots): one long-poll claims for all of them. */
   maxJobs: z.number().int().min(1).max(LIMITS.maxClaimJobs).default(1),
   /** Long-poll: wait up to this long for work; 0 answers at once. */
   waitSeconds: z.number().min(0).max(LIMITS.maxClaimWaitSeconds).default(LIMITS.maxClaimWaitSeconds),
@@ -57,6 +89,8 @@ export type RemoteInput = z.infer<typeof RemoteInput>;
 export const Job = z.object({
   executionId: ExecutionId,
   attempt: z.number().int().min(1),
+  /** The dispatcher shard that leased it: every later call about the job names it. */
+  shard: z.number().int().min(0).max(255).default(0),
   leaseExpiresAt: Timestamp,
   runtime: Runtime,
   script: ScriptRef.extend({ download: PresignedRequest }),
@@ -73,15 +107,15 @@ export const Job = z.object({
 });
 export type Job = z.infer<typeof Job>;
 
-export const ClaimResponse = z.object({ jobs: z.array(Job) });
+export const ClaimResponse = z.object({ jobs: z.array(Job), timing: LeaseTiming });
 export type ClaimResponse = z.infer<typeof ClaimResponse>;
 
-export const AttemptRef = z.strictObject({ attempt: z.number().int().min(1) });
+/** Every call about one job names its attempt (fencing) and the shard that leased it. */
+export const AttemptRef = z.strictObject({ attempt: z.number().int().min(1), shard: z.number().int().min(0).max(255).default(0) });
+export type AttemptRef = z.input<typeof AttemptRef>;
 
-export const JobHeartbeatRequest = AttemptRef;
-export type JobHeartbeatRequest = z.infer<typeof JobHeartbeatRequest>;
-export const JobHeartbeatResponse = z.object({ leaseExpiresAt: Timestamp, cancel: z.boolean() });
-export type JobHeartbeatResponse = z.infer<typeof JobHeartbeatResponse>;
+export const ReleaseRequest = AttemptRef;
+export type ReleaseRequest = z.input<typeof ReleaseRequest>;
 
 export const LogChunk = z.strictObject({
   /** Per attempt, 0-based, shared by all streams; a repeated seq is ignored (retries are safe). */
@@ -106,7 +140,7 @@ export const PresignOutputsResponse = z.object({
 });
 export type PresignOutputsResponse = z.infer<typeof PresignOutputsResponse>;
 
-export const CompleteRequest = AttemptRef.extend({
+const CompletionFields = AttemptRef.extend({
   outcome: z.enum(['succeeded', 'failed']),
   failureKind: FailureKind.optional(),
   exitCode: z.number().int().nullable().default(null),
@@ -116,13 +150,30 @@ export const CompleteRequest = AttemptRef.extend({
   logs: z.array(OutputFile).max(3).default([]),
   cache: z.strictObject({ envHit: z.boolean().nullable(), buildSeconds: z.number().min(0).nullable() }).optional(),
   durationMs: z.number().int().min(0).optional(),
-}).refine((r) => (r.outcome === 'failed') === (r.failureKind !== undefined), {
-  message: 'failureKind is required when outcome is failed, and only then',
-  path: ['failureKind'],
 });
+const failureKindRule = [
+  (r: { outcome: string; failureKind?: unknown }) => (r.outcome === 'failed') === (r.failureKind !== undefined),
+  { message: 'failureKind is required when outcome is failed, and only then', path: ['failureKind'] },
+] as const;
+
+export const CompleteRequest = CompletionFields.refine(...failureKindRule);
 export type CompleteRequest = z.input<typeof CompleteRequest>;
 export const CompleteResponse = z.object({ status: ExecutionState, duplicate: z.boolean() });
 export type CompleteResponse = z.infer<typeof CompleteResponse>;
+
+/** Several completions in one request (a runner sends those that are ready together). */
+export const Completion = CompletionFields.extend({ executionId: ExecutionId }).refine(...failureKindRule);
+export type Completion = z.input<typeof Completion>;
+export const CompleteManyRequest = z.strictObject({ completions: z.array(Completion).min(1).max(LIMITS.maxClaimJobs) });
+export type CompleteManyRequest = z.input<typeof CompleteManyRequest>;
+/** One result per completion, in order: accepted, or the error that request alone would have had. */
+export const CompletionResult = z.union([
+  z.object({ executionId: ExecutionId, ok: z.literal(true), status: ExecutionState, duplicate: z.boolean() }),
+  z.object({ executionId: ExecutionId, ok: z.literal(false), status: z.number().int(), error: ErrorBody }),
+]);
+export type CompletionResult = z.infer<typeof CompletionResult>;
+export const CompleteManyResponse = z.object({ results: z.array(CompletionResult) });
+export type CompleteManyResponse = z.infer<typeof CompleteManyResponse>;
 
 /** Body of a 409 stale_attempt error's `details`. */
 export const StaleAttemptDetails = z.object({
