@@ -24,6 +24,14 @@ import type { AppEnv } from './context.js';
 
 export const VERSION = '0.1.0';
 
+/** One object store client per isolate (its signing keys are derived once, not per request). */
+const stores = new WeakMap<object, ObjectStore>();
+function storeFor(config: { s3: ConstructorParameters<typeof ObjectStore>[0] }): ObjectStore {
+  let store = stores.get(config);
+  if (!store) stores.set(config, (store = new ObjectStore(config.s3)));
+  return store;
+}
+
 export interface AppOptions {
   /** Clock override for tests (retention, expiry). */
   now?: () => number;
@@ -41,7 +49,7 @@ export function createApp(opts: AppOptions = {}) {
     }
     c.set('config', config);
     c.set('db', getDb(c.env.DB));
-    c.set('store', new ObjectStore(config.s3));
+    c.set('store', storeFor(config));
     c.set('now', opts.now ?? Date.now);
     await next();
   });

@@ -11,7 +11,7 @@ import { SECRET_PREFIXES } from '../../shared/ids.js';
 import { sha256Hex } from '../../shared/hashing.js';
 import { schema } from './db/client.js';
 import { ApiError } from './errors.js';
-import type { AppEnv } from './context.js';
+import type { AppEnv, RunnerCaller } from './context.js';
 
 function bearer(header: string | undefined): string | null {
   const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
@@ -48,22 +48,41 @@ export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
+/**
+ * Runner credentials are checked against D1 once per RUNNER_AUTH_TTL_MS per isolate, not on every
+ * request: runners call several times a second across a fleet, and D1 is one database for the
+ * whole system. The price: a runner whose row is deleted keeps working for up to that long on an
+ * isolate that checked it before (docs/ARCHITECTURE.md, "Runner authentication").
+ */
+export const RUNNER_AUTH_TTL_MS = 30_000;
+const runnerCache = new Map<string, { caller: RunnerCaller; until: number }>();
+const RUNNER_CACHE_MAX = 10_000;
+
 export const requireRunner = createMiddleware<AppEnv>(async (c, next) => {
   const token = bearer(c.req.header('authorization'));
   if (!token) throw unauthorized('missing runner token', 'Register the runner with a registration token first.');
   if (!token.startsWith(SECRET_PREFIXES.runnerToken)) {
     throw unauthorized('this endpoint takes a runner token (rgrid_rt_…)', 'User API keys only work on /api/v1.');
   }
+  const now = Date.now();
   const hash = await sha256Hex(token);
-  const row = await c
-    .get('db')
-    .select({ runnerId: schema.runners.id, poolId: schema.pools.id, poolName: schema.pools.name })
-    .from(schema.runners)
-    .innerJoin(schema.pools, eq(schema.pools.id, schema.runners.poolId))
-    .where(eq(schema.runners.tokenHash, hash))
-    .get();
-  if (!row) throw unauthorized('unknown runner token', 'Register again with a registration token.');
-  c.set('runner', row);
+  let hit = runnerCache.get(hash);
+  if (!hit || hit.until <= now) {
+    const row = await c
+      .get('db')
+      .select({ runnerId: schema.runners.id, poolId: schema.pools.id, poolName: schema.pools.name, shards: schema.pools.dispatchShards })
+      .from(schema.runners)
+      .innerJoin(schema.pools, eq(schema.pools.id, schema.runners.poolId))
+      .where(eq(schema.runners.tokenHash, hash))
+      .get();
+    if (!row) {
+      runnerCache.delete(hash);
+      throw unauthorized('unknown runner token', 'Register again with a registration token.');
+    }
+    if (runnerCache.size >= RUNNER_CACHE_MAX) runnerCache.clear();
+    runnerCache.set(hash, (hit = { caller: row, until: now + RUNNER_AUTH_TTL_MS }));
+  }
+  c.set('runner', hit.caller);
   await next();
 });
 

@@ -15,6 +15,8 @@ export interface RunnerCaller {
   runnerId: string;
   poolId: string;
   poolName: string;
+  /** How many Dispatcher shards the pool has (dispatch/shards.ts). */
+  shards: number;
 }
 
 export interface AppEnv {

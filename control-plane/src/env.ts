@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { DEFAULTS, LIMITS } from '../../shared/limits.js';
+import type { LeaseTiming } from '../../shared/api/runner.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { BatchTracker } from './batches/tracker.js';
 
@@ -20,6 +21,8 @@ export interface Bindings {
   S3_ACCESS_KEY_ID?: string;
   S3_SECRET_ACCESS_KEY?: string;
   LEASE_SECONDS?: string;
+  /** Runner heartbeat interval; by default min(10, LEASE_SECONDS / 4). */
+  HEARTBEAT_SECONDS?: string;
   MAX_ATTEMPTS?: string;
   PRESIGN_SECONDS?: string;
   ARTIFACT_RETENTION_DAYS?: string;
@@ -46,6 +49,8 @@ const ConfigSchema = z.object({
   }),
   /** Lease length; a runner that misses heartbeats this long loses the job to a requeue. */
   leaseSeconds: z.coerce.number().int().min(1).max(3600).default(DEFAULTS.leaseSeconds),
+  /** How often runners heartbeat (renewing every lease they hold); below the lease, see leaseTiming(). */
+  heartbeatSeconds: z.coerce.number().int().min(1).max(600).optional(),
   /** Attempts per execution before it fails as runner_lost. */
   maxAttempts: z.coerce.number().int().min(1).max(20).default(DEFAULTS.maxAttempts),
   /** Lifetime of presigned URLs. */
@@ -66,7 +71,29 @@ const ConfigSchema = z.object({
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
+/**
+ * The lease, the heartbeat interval and the rule between them, in one place (sent to runners with
+ * every claim and heartbeat answer; runners store none of it). A runner heartbeats at least four
+ * times per lease unless HEARTBEAT_SECONDS says otherwise, and never less often than every 10 s,
+ * so a lease survives a lost heartbeat or two. An answer that reaches no runner is noticed after
+ * `offerSeconds` (no heartbeat acknowledged it) and goes back to the queue without costing an attempt.
+ */
+export function leaseTiming(config: Pick<Config, 'leaseSeconds' | 'heartbeatSeconds'>): LeaseTiming {
+  const leaseSeconds = config.leaseSeconds;
+  const heartbeatSeconds = Math.min(config.heartbeatSeconds ?? Math.max(1, Math.min(DEFAULTS.heartbeatSeconds, Math.floor(leaseSeconds / 4))), Math.max(1, leaseSeconds - 1));
+  return { leaseSeconds, heartbeatSeconds, offerSeconds: Math.max(heartbeatSeconds * 2, Math.min(leaseSeconds, 10)) };
+}
+
+const parsed = new WeakMap<object, Config>();
+
+/** Parsed once per bindings object (an isolate keeps one), not on every request. */
 export function loadConfig(env: Bindings): Config {
+  let config = parsed.get(env);
+  if (!config) parsed.set(env, (config = parseConfig(env)));
+  return config;
+}
+
+function parseConfig(env: Bindings): Config {
   return ConfigSchema.parse({
     adminSecret: env.ADMIN_SECRET || undefined,
     s3: {
@@ -77,6 +104,7 @@ export function loadConfig(env: Bindings): Config {
       secretAccessKey: env.S3_SECRET_ACCESS_KEY ?? '',
     },
     leaseSeconds: env.LEASE_SECONDS || undefined,
+    heartbeatSeconds: env.HEARTBEAT_SECONDS || undefined,
     maxAttempts: env.MAX_ATTEMPTS || undefined,
     presignSeconds: env.PRESIGN_SECONDS || undefined,
     artifactRetentionDays: env.ARTIFACT_RETENTION_DAYS || undefined,

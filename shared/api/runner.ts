@@ -151,18 +151,19 @@ const CompletionFields = AttemptRef.extend({
   cache: z.strictObject({ envHit: z.boolean().nullable(), buildSeconds: z.number().min(0).nullable() }).optional(),
   durationMs: z.number().int().min(0).optional(),
 });
-const failureKindRule = [
-  (r: { outcome: string; failureKind?: unknown }) => (r.outcome === 'failed') === (r.failureKind !== undefined),
-  { message: 'failureKind is required when outcome is failed, and only then', path: ['failureKind'] },
-] as const;
+const failureKindRule = <T extends z.ZodType<{ outcome: string; failureKind?: unknown }>>(schema: T) =>
+  schema.refine((r) => (r.outcome === 'failed') === (r.failureKind !== undefined), {
+    message: 'failureKind is required when outcome is failed, and only then',
+    path: ['failureKind'],
+  });
 
-export const CompleteRequest = CompletionFields.refine(...failureKindRule);
+export const CompleteRequest = failureKindRule(CompletionFields);
 export type CompleteRequest = z.input<typeof CompleteRequest>;
 export const CompleteResponse = z.object({ status: ExecutionState, duplicate: z.boolean() });
 export type CompleteResponse = z.infer<typeof CompleteResponse>;
 
 /** Several completions in one request (a runner sends those that are ready together). */
-export const Completion = CompletionFields.extend({ executionId: ExecutionId }).refine(...failureKindRule);
+export const Completion = failureKindRule(CompletionFields.extend({ executionId: ExecutionId }));
 export type Completion = z.input<typeof Completion>;
 export const CompleteManyRequest = z.strictObject({ completions: z.array(Completion).min(1).max(LIMITS.maxClaimJobs) });
 export type CompleteManyRequest = z.input<typeof CompleteManyRequest>;

@@ -12,7 +12,8 @@ import { parseWith } from '../validate.js';
 import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { applyReuse } from '../cache/reuse.js';
 import { count } from '../cache/records.js';
-import { checkFileSizes, dispatcher, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
+import { checkFileSizes, dispatcherOf, enqueueJobs, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
+import { cancelBatchInPool } from '../dispatch/shards.js';
 import { toExecution, type ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
 
@@ -43,7 +44,7 @@ async function addItems(
   template: CreateBatch['template'],
   items: CreateBatch['items'],
   batchMetadata: Record<string, string>,
-  opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean; remoteInputs?: Map<string, Remote> },
+  opts: { reuseResults: boolean; forceUpload: boolean; noCache: boolean; capped: boolean; remoteInputs?: Map<string, Remote> },
 ) {
   // The routes parse items already; internal callers (webhook deliveries) build them, so every
   // item passes the contract here too before it can become an execution.
@@ -70,7 +71,7 @@ async function addItems(
     noCache: opts.noCache,
     remoteInputs: opts.remoteInputs?.get(it.inputName) ?? [],
   }));
-  const rows = await insertExecutions(c, specs);
+  const rows = await insertExecutions(c, specs, { cappedBatch: opts.capped });
   await tracker(c, batchId).addItems(rows.map((r) => ({ executionId: r.id, inputName: r.inputName! })));
   await c.get('db').update(schema.batches).set({ total: (await countItems(c, batchId)) }).where(eq(schema.batches.id, batchId));
   const reused = opts.reuseResults ? await applyReuse(c, rows) : new Map<string, string>();
@@ -115,7 +116,7 @@ export async function createBatch(c: AppContext, req: CreateBatch, remoteInputs?
     callbackSecret: null,
   });
   await c.get('db').update(schema.batches).set({ template: { ...req.template, reuseResults: req.reuseResults, noCache: req.noCache } }).where(eq(schema.batches.id, id));
-  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload, noCache: req.noCache, remoteInputs });
+  const added = await addItems(c, id, req.template, req.items, req.metadata, { reuseResults: req.reuseResults, forceUpload: req.forceUpload, noCache: req.noCache, capped: req.parallel !== undefined && req.parallel !== null, remoteInputs });
   return { batch: (await tracker(c, id).getSnapshot())!, ...added };
 }
 
@@ -123,7 +124,7 @@ export async function appendItems(c: AppContext, batchId: string, req: AppendIte
   const batch = await loadBatch(c, batchId);
   if (batch.submittedAt) throw new ApiError('conflict', `batch ${batchId} was already submitted`, 'Create a new batch for more inputs.');
   const template = batch.template as CreateBatch['template'] & { reuseResults?: boolean; noCache?: boolean };
-  return addItems(c, batchId, template, req.items, batch.metadata, { reuseResults: !!template.reuseResults, forceUpload: false, noCache: !!template.noCache });
+  return addItems(c, batchId, template, req.items, batch.metadata, { reuseResults: !!template.reuseResults, forceUpload: false, noCache: !!template.noCache, capped: batch.parallel !== null });
 }
 
 /** Verifies every blob the batch's items need, then queues them all at once. */
@@ -133,7 +134,7 @@ export async function submitBatch(c: AppContext, batchId: string): Promise<Batch
   const { accountId } = c.get('caller');
   if (batch.canceledAt) throw new ApiError('conflict', `batch ${batchId} was canceled`);
   const rows = await db
-    .select({ id: schema.executions.id, inputs: schema.executions.inputs, scriptSha256: schema.executions.scriptSha256, scriptSize: schema.executions.scriptSize, scriptName: schema.executions.scriptName, pool: schema.executions.pool, inputName: schema.executions.inputName })
+    .select()
     .from(schema.executions)
     .where(and(eq(schema.executions.batchId, batchId), eq(schema.executions.accountId, accountId), eq(schema.executions.status, 'created')))
     .all();
@@ -144,14 +145,26 @@ export async function submitBatch(c: AppContext, batchId: string): Promise<Batch
       for (const i of r.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[]) declared.set(i.sha256, { sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path} of ${r.inputName}` });
     }
     await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
+    // Sorted batch inputs run in order.
     rows.sort((a, b) => ((a.inputName ?? '') < (b.inputName ?? '') ? -1 : 1));
-    const pool = rows[0]!.pool;
-    await dispatcher(c, pool).enqueueMany(accountId, rows.map((r) => r.id), batch.parallel ? { batchId, parallel: batch.parallel } : undefined);
+    await enqueueByShard(c, rows, batch.parallel ? { batchId, parallel: batch.parallel } : undefined);
   }
   const now = c.get('now')();
   if (!batch.submittedAt) await db.update(schema.batches).set({ submittedAt: now }).where(eq(schema.batches.id, batchId));
   await tracker(c, batchId).markSubmitted(now);
   return (await tracker(c, batchId).getSnapshot())!;
+}
+
+/** Hands executions to their Dispatcher shards, in order, in requests of at most 500 jobs. */
+async function enqueueByShard(c: AppContext, rows: ExecutionRow[], cap?: { batchId: string; parallel: number }) {
+  const groups = new Map<string, ExecutionRow[]>();
+  for (const r of rows) {
+    const k = `${r.pool}\u0000${r.shard}`;
+    (groups.get(k) ?? groups.set(k, []).get(k)!).push(r);
+  }
+  for (const group of groups.values()) {
+    for (const part of chunk(group, 500)) await dispatcherOf(c, part[0]!).enqueue(await enqueueJobs(c, part), { cap });
+  }
 }
 
 export async function getBatch(c: AppContext, batchId: string): Promise<BatchSnapshot> {
@@ -182,8 +195,15 @@ export async function cancelBatch(c: AppContext, batchId: string): Promise<Batch
   const before = await getBatch(c, batchId);
   if (before.status === 'finished') return before;
   const now = c.get('now')();
-  const first = await c.get('db').select({ pool: schema.executions.pool }).from(schema.executions).where(eq(schema.executions.batchId, batchId)).limit(1).get();
-  if (first) await dispatcher(c, first.pool).cancelBatch(batchId, batch.accountId, 'batch canceled by user');
+  const template = batch.template as CreateBatch['template'];
+  const { shards } = await requirePool(c.get('db'), template.pool);
+  const created = await c
+    .get('db')
+    .select({ id: schema.executions.id, shard: schema.executions.shard })
+    .from(schema.executions)
+    .where(and(eq(schema.executions.batchId, batchId), eq(schema.executions.status, 'created')))
+    .all();
+  await cancelBatchInPool(c.env, template.pool, shards, batchId, batch.accountId, created, 'batch canceled by user');
   if (!batch.canceledAt) await c.get('db').update(schema.batches).set({ canceledAt: now }).where(eq(schema.batches.id, batchId));
   await tracker(c, batchId).markCanceled(now);
   return getBatch(c, batchId);
@@ -235,6 +255,8 @@ export async function retry(c: AppContext, req: Retry): Promise<{ executions: Ex
       noCache: o.noCache,
       remoteInputs: o.remoteInputs,
     })),
+    // Batch items stay in their batch's shard, where its --parallel cap (if any) is kept.
+    { cappedBatch: true },
   );
   const byBatch = new Map<string, { originals: string[]; items: { executionId: string; inputName: string }[] }>();
   rows.forEach((r, i) => {
@@ -253,9 +275,7 @@ export async function retry(c: AppContext, req: Retry): Promise<{ executions: Ex
     for (const i of r.inputs as { path: string; sha256: string; size: number }[]) declared.set(i.sha256, { ...i, label: `input ${i.path}` });
   }
   await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
-  const byPool = new Map<string, string[]>();
-  for (const r of rows) (byPool.get(r.pool) ?? byPool.set(r.pool, []).get(r.pool)!).push(r.id);
-  for (const [pool, ids] of byPool) await dispatcher(c, pool).enqueueMany(accountId, ids);
+  await enqueueByShard(c, rows);
   const fresh: ExecutionRow[] = [];
   for (const part of chunk(rows.map((r) => r.id))) fresh.push(...(await db.select().from(schema.executions).where(inArray(schema.executions.id, part)).all()));
   return { executions: fresh.map(toExecution), batchId };

@@ -13,6 +13,7 @@ import type { BatchCounts, BatchSnapshot } from '../../../shared/api/batches.js'
 import type { Bindings } from '../env.js';
 import type { BatchMeta, ItemUpdate, NewItem } from './types.js';
 import { signCallback } from '../webhooks/signature.js';
+import { cancelBatchInPool } from '../dispatch/shards.js';
 
 const STATES: ExecutionState[] = ['created', 'queued', 'running', 'succeeded', 'failed', 'canceled'];
 const MAX_FAILURES_LISTED = 1000;
@@ -131,13 +132,15 @@ export class BatchTracker extends DurableObject<Bindings> {
     if (failedNow && meta?.failFast && !this.get<boolean>('failFastTriggered')) {
       this.set('failFastTriggered', true);
       // Not awaited: the Dispatcher is usually the caller of this update and is waiting for it.
-      this.ctx.waitUntil(
-        this.env.DISPATCHER.get(this.env.DISPATCHER.idFromName(meta.pool))
-          .cancelBatch(meta.batchId, meta.accountId, 'canceled by --fail-fast after a failure')
-          .then(() => undefined, (err: unknown) => console.error('fail-fast cancel failed', err)),
-      );
+      this.ctx.waitUntil(this.failFast(meta).catch((err: unknown) => console.error('fail-fast cancel failed', err)));
     }
     await this.checkFinished();
+  }
+
+  /** Cancels the rest of the batch in every Dispatcher shard of its pool. */
+  private async failFast(meta: BatchMeta): Promise<void> {
+    const pool = await this.env.DB.prepare(`SELECT dispatch_shards AS shards FROM pools WHERE name = ?`).bind(meta.pool).first<{ shards: number }>();
+    await cancelBatchInPool(this.env, meta.pool, pool?.shards ?? 1, meta.batchId, meta.accountId, [], 'canceled by --fail-fast after a failure');
   }
 
   private counts(): BatchCounts {

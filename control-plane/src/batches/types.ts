@@ -17,6 +17,8 @@ export interface BatchMeta {
 
 export interface ItemUpdate {
   executionId: string;
+  /** The Dispatcher's transition counter: an update applies only over an older version. */
+  version: number;
   status: ExecutionState;
   at: number;
   failureKind?: FailureKind | null;

@@ -14,6 +14,12 @@ import type { ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
 import { count, reusableResults } from './records.js';
 
+/**
+ * A reused execution never reaches a Dispatcher: it is final from the start, with a version above
+ * any the Dispatcher could write, so nothing can move it afterwards.
+ */
+const REUSED_VERSION = 1_000_000_000;
+
 /** Applies reuse to freshly inserted `created` rows; returns the ids that were reused (with their source). */
 export async function applyReuse(c: AppContext, rows: ExecutionRow[]): Promise<Map<string, string>> {
   const db = c.get('db');
@@ -44,7 +50,7 @@ export async function applyReuse(c: AppContext, rows: ExecutionRow[]): Promise<M
     statements.push(
       db
         .update(schema.executions)
-        .set({ status: next.state, reusedFrom: source, exitCode: 0, submittedAt: now, finishedAt: now, message: `outputs reused from ${source}` })
+        .set({ status: next.state, version: REUSED_VERSION, reusedFrom: source, exitCode: 0, submittedAt: now, finishedAt: now, message: `outputs reused from ${source}` })
         .where(and(eq(schema.executions.id, id), eq(schema.executions.status, 'created'))),
     );
     for (const art of bySource.get(source) ?? []) {
@@ -55,7 +61,7 @@ export async function applyReuse(c: AppContext, rows: ExecutionRow[]): Promise<M
   const byBatch = new Map<string, string[]>();
   for (const r of rows) if (r.batchId && reused.has(r.id)) (byBatch.get(r.batchId) ?? byBatch.set(r.batchId, []).get(r.batchId)!).push(r.id);
   for (const [batchId, ids] of byBatch) {
-    await c.env.BATCHES.get(c.env.BATCHES.idFromName(batchId)).update(ids.map((executionId) => ({ executionId, status: 'succeeded' as const, at: now, exitCode: 0, reused: true })));
+    await c.env.BATCHES.get(c.env.BATCHES.idFromName(batchId)).update(ids.map((executionId) => ({ executionId, version: REUSED_VERSION, status: 'succeeded' as const, at: now, exitCode: 0, reused: true })));
   }
   return reused;
 }

@@ -33,6 +33,11 @@ export const apiKeys = sqliteTable(
 export const pools = sqliteTable('pools', {
   id: text('id').primaryKey(),
   name: text('name').notNull().unique(),
+  /**
+   * How many Dispatcher objects share this pool's queue (dispatch/shards.ts). Only ever raised:
+   * executions keep the shard they were created in.
+   */
+  dispatchShards: integer('dispatch_shards').notNull().default(1),
   createdAt: integer('created_at').notNull().default(now),
 });
 
@@ -108,6 +113,14 @@ export const executions = sqliteTable(
     exitCode: integer('exit_code'),
     message: text('message'),
     attempt: integer('attempt').notNull().default(0),
+    /**
+     * The Dispatcher's transition counter for this execution. D1 follows the Dispatcher through an
+     * outbox; every write is guarded by `version < new version`, so a repeated or late flush never
+     * moves the row backwards. 0 while created.
+     */
+    version: integer('version').notNull().default(0),
+    /** The Dispatcher shard of the pool that holds this execution while it is live. */
+    shard: integer('shard').notNull().default(0),
     maxAttempts: integer('max_attempts').notNull(),
     runtime: text('runtime').notNull(),
     scriptName: text('script_name').notNull(),

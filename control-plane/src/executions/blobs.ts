@@ -31,6 +31,20 @@ export async function knownBlobs(db: Db, accountId: string, shas: string[]): Pro
   return found;
 }
 
+/** How each stored blob among `shas` is encoded (what a runner must undo when it downloads it). */
+export async function blobEncodings(db: Db, accountId: string, shas: string[]): Promise<Map<string, 'identity' | 'gzip'>> {
+  const out = new Map<string, 'identity' | 'gzip'>();
+  for (const part of chunk([...new Set(shas)])) {
+    const rows = await db
+      .select({ sha256: schema.blobs.sha256, encoding: schema.blobs.encoding })
+      .from(schema.blobs)
+      .where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part)))
+      .all();
+    for (const r of rows) out.set(r.sha256, r.encoding);
+  }
+  return out;
+}
+
 export interface DeclaredBlob {
   sha256: string;
   size: number;

@@ -4,13 +4,17 @@ import { newId } from '../../../shared/ids.js';
 import { envKey, scriptKey } from '../../../shared/hashing.js';
 import { RUNTIMES } from '../../../shared/limits.js';
 import { formatRequirementProblems, parseRequirements } from '../../../shared/requirements.js';
-import { transition } from '../../../shared/lifecycle.js';
+import { isFinal, type ExecutionState } from '../../../shared/lifecycle.js';
+import { resultKey } from '../../../shared/hashing.js';
+import { dispatcherAt, shardFor } from '../dispatch/shards.js';
+import type { EnqueueJob, JobPayload } from '../dispatch/types.js';
+import type { InputFile } from '../../../shared/api/executions.js';
 import type { CreateExecutionParsed, CreateExecutionResponse, Execution } from '../../../shared/api/executions.js';
 import type { BlobUpload } from '../../../shared/api/common.js';
 import { schema, type Db } from '../db/client.js';
 import { blobKey } from '../storage/s3.js';
 import { ApiError, notFound } from '../errors.js';
-import { chunk, confirmBlobs, knownBlobs } from './blobs.js';
+import { blobEncodings, chunk, confirmBlobs, knownBlobs } from './blobs.js';
 import { toExecution, type ExecutionRow } from './view.js';
 import { assess, recordAssessment } from '../cache/records.js';
 import { applyReuse } from '../cache/reuse.js';
@@ -34,8 +38,9 @@ const nullColumns: Pick<ExecutionRow, 'batchId' | 'inputName' | 'retryOf' | 'reu
   finishedAt: null,
 };
 
-export function dispatcher(c: AppContext, pool: string) {
-  return c.env.DISPATCHER.get(c.env.DISPATCHER.idFromName(pool));
+/** The Dispatcher shard that holds an execution while it is live. */
+export function dispatcherOf(c: AppContext, row: { pool: string; shard: number }) {
+  return dispatcherAt(c.env, row.pool, row.shard);
 }
 
 export async function loadExecution(db: Db, accountId: string, id: string): Promise<ExecutionRow> {
@@ -75,13 +80,17 @@ export function validateRequirements(text: string | null | undefined): void {
   }
 }
 
-export async function requirePool(db: Db, name: string): Promise<void> {
-  const pool = await db.select({ id: schema.pools.id }).from(schema.pools).where(eq(schema.pools.name, name)).get();
+export async function requirePool(db: Db, name: string): Promise<{ id: string; shards: number }> {
+  const pool = await db.select({ id: schema.pools.id, shards: schema.pools.dispatchShards }).from(schema.pools).where(eq(schema.pools.name, name)).get();
   if (!pool) throw new ApiError('bad_request', `runner pool "${name}" does not exist`, 'Use an existing pool (the default is "default") or ask the operator to create it.');
+  return pool;
 }
 
-/** Inserts executions as `created` (bulk, chunked under D1's limits) and returns their rows. */
-export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): Promise<ExecutionRow[]> {
+/**
+ * Inserts executions as `created` (bulk, chunked under D1's limits) and returns their rows. Each
+ * gets its Dispatcher shard now (`cappedBatch`: a batch with a --parallel cap lives in one shard).
+ */
+export async function insertExecutions(c: AppContext, specs: ExecutionSpec[], opts: { cappedBatch?: boolean } = {}): Promise<ExecutionRow[]> {
   const db = c.get('db');
   const { accountId } = c.get('caller');
   const config = c.get('config');
@@ -89,11 +98,18 @@ export async function insertExecutions(c: AppContext, specs: ExecutionSpec[]): P
   const keys = new Map<string, string>();
   const memo = async (k: string, f: () => Promise<string>) => keys.get(k) ?? keys.set(k, await f()).get(k)!;
   const rows: ExecutionRow[] = [];
+  const shards = new Map<string, number>();
+  for (const spec of specs) {
+    if (!shards.has(spec.pool)) shards.set(spec.pool, (await requirePool(db, spec.pool)).shards);
+  }
   for (const spec of specs) {
     const baseImage = RUNTIMES[spec.runtime].image;
+    const id = newId('execution');
     rows.push({
       ...nullColumns,
-      id: newId('execution'),
+      id,
+      version: 0,
+      shard: shardFor(shards.get(spec.pool)!, id, opts.cappedBatch ? spec.batchId : null),
       accountId,
       batchId: spec.batchId,
       inputName: spec.inputName,
@@ -172,7 +188,7 @@ export async function submitExecution(c: AppContext, id: string): Promise<Execut
   const row = await loadExecution(db, accountId, id);
   if (row.status !== 'created') {
     // Submitting twice is harmless: answer with the current state.
-    if (row.status === 'queued' || row.status === 'running' || row.status === 'succeeded') return toExecution(row);
+    if (row.status === 'queued' || row.status === 'running' || row.status === 'succeeded') return liveView(c, row);
     throw new ApiError('conflict', `execution ${id} is ${row.status} and cannot be submitted`, 'Create a new execution (or `rgrid retry`).');
   }
   const inputs = row.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[];
@@ -180,35 +196,89 @@ export async function submitExecution(c: AppContext, id: string): Promise<Execut
     { sha256: row.scriptSha256, size: row.scriptSize, label: `script ${row.scriptName}` },
     ...inputs.map((i) => ({ sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path}` })),
   ]);
-  const result = await dispatcher(c, row.pool).enqueue({
-    executionId: id,
-    accountId,
-    batchId: row.batchId,
-    envKey: row.envKey,
-    maxAttempts: row.maxAttempts,
-  });
-  if (!result.ok) throw new ApiError('conflict', `execution ${id} is ${result.status} and cannot be submitted`);
-  return toExecution(await loadExecution(db, accountId, id));
+  const [job] = await enqueueJobs(c, [row]);
+  const result = await dispatcherOf(c, row).enqueue([job!]);
+  const refused = result.refused[0];
+  if (refused) throw new ApiError('conflict', `execution ${id} is ${refused.status} and cannot be submitted`);
+  return liveView(c, row);
 }
 
+/**
+ * What the Dispatcher needs to hand these executions out without reading D1 again: the payload of
+ * each, with the encodings its inputs are stored with and its result-cache key.
+ */
+export async function enqueueJobs(c: AppContext, rows: ExecutionRow[]): Promise<EnqueueJob[]> {
+  const byAccount = new Map<string, Map<string, 'identity' | 'gzip'>>();
+  for (const r of rows) {
+    if (byAccount.has(r.accountId)) continue;
+    const shas = rows.filter((x) => x.accountId === r.accountId).flatMap((x) => (x.inputs as InputFile[]).map((i) => i.sha256));
+    byAccount.set(r.accountId, await blobEncodings(c.get('db'), r.accountId, shas));
+  }
+  return Promise.all(
+    rows.map(async (r) => {
+      const inputs = r.inputs as InputFile[];
+      const encodings = byAccount.get(r.accountId)!;
+      const payload: JobPayload = {
+        runtime: r.runtime as JobPayload['runtime'],
+        script: { name: r.scriptName, sha256: r.scriptSha256, size: r.scriptSize },
+        scriptKey: r.scriptKey,
+        envKey: r.envKey,
+        requirements: r.requirements,
+        rebuildEnv: r.noCache,
+        inputs: inputs.map((i) => ({ ...i, encoding: encodings.get(i.sha256) ?? 'identity' })),
+        remoteInputs: r.remoteInputs as JobPayload['remoteInputs'],
+        args: r.args,
+        env: r.env,
+        limits: r.limits as JobPayload['limits'],
+        resultKey: await resultKey(r.scriptKey, r.envKey, r.args, r.env, inputs),
+      };
+      return { executionId: r.id, accountId: r.accountId, batchId: r.batchId, maxAttempts: r.maxAttempts, payload };
+    }),
+  );
+}
+
+/**
+ * An execution as the user should see it. D1 follows the Dispatcher with a lag of at most a flush
+ * (FLUSH_MS); for an execution that is live in D1, the Dispatcher is asked (it first flushes a
+ * final state it holds, so a final state is only ever shown with its artifacts recorded). A reader
+ * never sees an older state than one it was shown.
+ */
+export async function liveView(c: AppContext, row: ExecutionRow): Promise<Execution> {
+  if (isFinal(row.status as ExecutionState)) return toExecution(row);
+  const [snap] = await dispatcherOf(c, row).sync([row.id]);
+  if (!snap || snap.version <= row.version) return toExecution(row);
+  if (isFinal(snap.status)) {
+    const fresh = await loadExecution(c.get('db'), row.accountId, row.id);
+    if (fresh.version >= snap.version) return toExecution(fresh);
+  }
+  return toExecution({
+    ...row,
+    version: snap.version,
+    status: snap.status,
+    attempt: snap.attempt,
+    runnerId: snap.runnerId,
+    submittedAt: snap.submittedAt ?? row.submittedAt,
+    startedAt: snap.startedAt ?? row.startedAt,
+    finishedAt: snap.finishedAt,
+    failureKind: snap.failureKind,
+    exitCode: snap.exitCode,
+    message: snap.message,
+    envHit: snap.envHit,
+    buildSeconds: snap.buildSeconds,
+    durationMs: snap.durationMs,
+  });
+}
+
+/** Every cancel goes through the Dispatcher, even of a `created` execution, so it cannot race a submit. */
 export async function cancelExecution(c: AppContext, id: string): Promise<Execution> {
   const db = c.get('db');
   const { accountId } = c.get('caller');
   const row = await loadExecution(db, accountId, id);
-  if (row.status === 'created') {
-    const next = transition('created', { type: 'cancel' });
-    if (!next.ok) throw new ApiError('conflict', next.reason);
-    await db
-      .update(schema.executions)
-      .set({ status: next.state, failureKind: next.failureKind, finishedAt: c.get('now')() })
-      .where(and(eq(schema.executions.id, id), eq(schema.executions.status, 'created')));
-    if (row.batchId) {
-      await c.env.BATCHES.get(c.env.BATCHES.idFromName(row.batchId)).update([{ executionId: id, status: 'canceled', at: c.get('now')(), failureKind: 'canceled', message: 'canceled' }]);
-    }
-  } else if (row.status === 'queued' || row.status === 'running') {
-    await dispatcher(c, row.pool).cancel(id);
+  if (row.status === 'created' || row.status === 'queued' || row.status === 'running') {
+    const r = await dispatcherOf(c, row).cancel(id, row.status === 'created' ? { accountId, batchId: row.batchId } : undefined);
+    if (!r.ok && r.status !== 'canceled') throw new ApiError('conflict', `execution ${id} already ${r.status}`, 'Only created, queued or running executions can be canceled.');
   } else if (row.status !== 'canceled') {
     throw new ApiError('conflict', `execution ${id} already ${row.status}`, 'Only created, queued or running executions can be canceled.');
   }
-  return toExecution(await loadExecution(db, accountId, id));
+  return liveView(c, row);
 }

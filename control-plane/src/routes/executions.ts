@@ -12,7 +12,7 @@ import { schema } from '../db/client.js';
 import { badRequest } from '../errors.js';
 import { parseWith, readJson, readQuery } from '../validate.js';
 import { cancelExecution, createExecution, submitExecution } from '../executions/service.js';
-import { loadExecution } from '../executions/service.js';
+import { liveView, loadExecution } from '../executions/service.js';
 import { toExecution } from '../executions/view.js';
 import type { AppEnv } from '../context.js';
 
@@ -31,7 +31,7 @@ executionRoutes.post('/:id/submit', async (c) => {
 
 executionRoutes.get('/:id', async (c) => {
   const row = await loadExecution(c.get('db'), c.get('caller').accountId, idParam(c.req.param('id')));
-  return c.json({ execution: toExecution(row) });
+  return c.json({ execution: await liveView(c, row) });
 });
 
 executionRoutes.post('/:id/cancel', async (c) => {

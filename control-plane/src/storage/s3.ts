@@ -99,6 +99,22 @@ export class ObjectStore {
     };
   }
 
+  /**
+   * A download URL shared by every claim within a minute: a batch's jobs all download the same
+   * script. A URL is reused for at most a tenth of its lifetime (and a minute), so it is handed
+   * out with at least 90% of `expiresSeconds` left.
+   */
+  async presignGet(key: string, expiresSeconds: number): Promise<PresignedRequest> {
+    const now = Date.now();
+    const cached = this.downloads.get(key);
+    if (cached && cached.expiresSeconds === expiresSeconds && now - cached.at < Math.min(60_000, expiresSeconds * 100)) return cached.req;
+    if (this.downloads.size >= 10_000) this.downloads.clear();
+    const req = await this.presign('GET', key, { expiresSeconds, at: new Date(now) });
+    this.downloads.set(key, { req, at: now, expiresSeconds });
+    return req;
+  }
+  private readonly downloads = new Map<string, { req: PresignedRequest; at: number; expiresSeconds: number }>();
+
   /** Size of a stored object, or null when it does not exist. */
   async head(key: string): Promise<{ size: number } | null> {
     const res = await this.send(`HEAD ${key}`, this.objectUrl(key), { method: 'HEAD' });
