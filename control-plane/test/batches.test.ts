@@ -1,7 +1,7 @@
 import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { BatchItemsResponse } from '../../shared/api/batches.js';
-import { blob, call, claim, newRunner, newTenant, put, type Tenant } from './helpers.js';
+import { blob, call, claim, newRunner, newTenant, put, type Tenant, jobHeartbeat } from './helpers.js';
 
 async function createBatch(t: Tenant, n: number, extra: Record<string, unknown> = {}) {
   const script = await blob(`print("batch ${Math.random()}")`);
@@ -122,7 +122,7 @@ describe('batches', () => {
       snap = await snapshot(t, batch.id);
     }
     expect(snap.counts).toMatchObject({ failed: 1, canceled: 2, running: 1, queued: 0 });
-    const hb = await call('POST', `/runner/v1/executions/${jobs[1]!.executionId}/heartbeat`, { token: runner.runnerToken, body: { attempt: 1 } });
+    const hb = { json: await jobHeartbeat(runner.runnerToken, jobs[1]!.executionId, 1) };
     expect(hb.json.cancel).toBe(true);
     await complete(runner.runnerToken, jobs[1]!.executionId, 1, { outcome: 'failed', failureKind: 'canceled' });
     const end = await snapshot(t, batch.id);

@@ -21,6 +21,9 @@ async function runToSuccess(t: Tenant, runnerToken: string, id: string, envHit: 
   }
   const done = await call('POST', `/runner/v1/executions/${id}/complete`, { token: runnerToken, body: { attempt: job.attempt, outcome: 'succeeded', exitCode: 0, outputs, cache: { envHit, buildSeconds: envHit ? 0 : 4.2 } } });
   expect(done.status, done.text).toBe(200);
+  // As `rgrid run` does: it waits for the final state, whose records (artifacts, cache) D1 has
+  // once the execution reads as final.
+  expect((await call('GET', `/api/v1/executions/${id}`, { token: t.key })).json.execution.status).toBe('succeeded');
 }
 
 describe('cache reporting', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { blob, call, claim, createExecution, getExecution, newRunner, newTenant, put, queuedExecution } from './helpers.js';
+import { blob, call, claim, createExecution, getExecution, newRunner, newTenant, put, queuedExecution, jobHeartbeat } from './helpers.js';
 
 describe('executions: two-phase submit', () => {
   it('asks only for blobs the account lacks, and queues only after they exist', async () => {
@@ -107,7 +107,7 @@ describe('executions: two-phase submit', () => {
     expect(job!.executionId).toBe(running.id);
     const c3 = await call('POST', `/api/v1/executions/${running.id}/cancel`, { token: t.key });
     expect(c3.json.execution.status).toBe('running'); // pending until the runner stops it
-    const hb = await call('POST', `/runner/v1/executions/${running.id}/heartbeat`, { token: runner.runnerToken, body: { attempt: 1 } });
+    const hb = { json: await jobHeartbeat(runner.runnerToken, running.id, 1) };
     expect(hb.json.cancel).toBe(true);
     const done = await call('POST', `/runner/v1/executions/${running.id}/complete`, { token: runner.runnerToken, body: { attempt: 1, outcome: 'failed', failureKind: 'canceled', exitCode: 137 } });
     expect(done.json.status).toBe('canceled');

@@ -8,6 +8,7 @@ import { getDb } from '../src/db/client.js';
 import { loadConfig } from '../src/env.js';
 import { HetznerClient } from '../src/fleet/hetzner.js';
 import { reconcilePool, type FleetContext } from '../src/fleet/reconcile.js';
+import { poolQueue, requestDrain } from '../src/dispatch/shards.js';
 import { admin, call } from './helpers.js';
 
 export const HCLOUD_TOKEN = 'hcloud-test-token';
@@ -30,7 +31,8 @@ export function fleet(opts: Partial<FakeHetznerOptions> & { clientToken?: string
     db: getDb(env.DB),
     config: { ...base, fleet: { ...base.fleet, hetznerToken: clientToken, publicUrl: 'https://rgrid.example.com' } },
     hetzner: new HetznerClient({ token: clientToken, baseUrl: 'https://api.hetzner.test/v1', fetch: fake.fetch, retry: { baseDelayMs: 5, maxDelayMs: 20 } }),
-    queue: (pool) => env.DISPATCHER.get(env.DISPATCHER.idFromName(pool)).stats(),
+    queue: (pool) => poolQueue(env, pool),
+    drainRunner: (runnerId) => requestDrain(env, runnerId),
     now: () => clock.now,
   };
   return { fake, ctx, clock, reconcile: (pool) => reconcilePool(ctx, pool) };
@@ -61,7 +63,7 @@ export async function bootRunner(server: FakeServer, slots = 2) {
 export async function heartbeat(runnerToken: string, body: { activeJobs: number; draining?: boolean }) {
   const r = await call('POST', '/runner/v1/heartbeat', { token: runnerToken, body });
   expect(r.status, r.text).toBe(200);
-  return r.json as { ok: true; drain: boolean };
+  return r.json as { ok: true; drain: boolean; cancel: string[]; stale: unknown[] };
 }
 
 export { admin };

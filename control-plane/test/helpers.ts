@@ -99,14 +99,39 @@ export async function queuedExecution(t: Tenant, overrides: Partial<CreateExecut
   }
   const sub = await call('POST', `/api/v1/executions/${created.execution.id}/submit`, { token: t.key });
   expect(sub.status, sub.text).toBe(200);
-  expect(sub.json.execution.status).toBe('queued');
+  // Queued, or already running when a waiting long-poll claimed it before the answer.
+  expect(['queued', 'running']).toContain(sub.json.execution.status);
   return sub.json.execution;
 }
 
-export async function claim(runnerToken: string, body: Record<string, unknown> = {}): Promise<ClaimResponse> {
+/**
+ * Claims as a runner does: the answer is acknowledged at once by a heartbeat listing the jobs
+ * (which starts their leases proper); `ack: false` leaves them as offers nobody confirmed.
+ */
+export async function claim(runnerToken: string, body: Record<string, unknown> = {}, opts: { ack?: boolean } = {}): Promise<ClaimResponse> {
   const r = await call('POST', '/runner/v1/claim', { token: runnerToken, body: { waitSeconds: 0, ...body } });
   expect(r.status, r.text).toBe(200);
+  if (opts.ack !== false && r.json.jobs.length) {
+    const hb = await heartbeatJobs(runnerToken, r.json.jobs);
+    expect(hb.stale).toEqual([]);
+  }
   return r.json;
+}
+
+/** The runner heartbeat for these jobs: renews their leases; answers cancels and stale ones. */
+export async function heartbeatJobs(runnerToken: string, jobs: { executionId: string; attempt: number; shard?: number }[]) {
+  const r = await call('POST', '/runner/v1/heartbeat', {
+    token: runnerToken,
+    body: { activeJobs: jobs.length, jobs: jobs.map((j) => ({ executionId: j.executionId, attempt: j.attempt, shard: j.shard ?? 0 })) },
+  });
+  expect(r.status, r.text).toBe(200);
+  return r.json as { drain: boolean; cancel: string[]; stale: { executionId: string; currentAttempt: number; status: string }[]; timing: { leaseSeconds: number; heartbeatSeconds: number; offerSeconds: number } };
+}
+
+/** One job's view of a heartbeat: whether to cancel it, or its stale details. */
+export async function jobHeartbeat(runnerToken: string, executionId: string, attempt: number) {
+  const hb = await heartbeatJobs(runnerToken, [{ executionId, attempt }]);
+  return { cancel: hb.cancel.includes(executionId), stale: hb.stale.find((s) => s.executionId === executionId), timing: hb.timing };
 }
 
 export async function getExecution(t: Tenant, id: string): Promise<Execution> {

@@ -13,7 +13,7 @@ import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { applyReuse } from '../cache/reuse.js';
 import { count } from '../cache/records.js';
 import { checkFileSizes, dispatcherOf, enqueueJobs, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
-import { cancelBatchInPool } from '../dispatch/shards.js';
+import { cancelBatchInPool, dispatcherAt } from '../dispatch/shards.js';
 import { toExecution, type ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
 
@@ -167,8 +167,18 @@ async function enqueueByShard(c: AppContext, rows: ExecutionRow[], cap?: { batch
   }
 }
 
+/**
+ * Batch reads first flush what the pool's Dispatchers hold (they tell the tracker after D1), so a
+ * snapshot is never behind a transition a runner or a user was already answered about.
+ */
+export async function settle(c: AppContext, batch: { template: unknown }) {
+  const pool = (batch.template as CreateBatch['template']).pool;
+  const { shards } = await requirePool(c.get('db'), pool);
+  await Promise.all(Array.from({ length: shards }, (_, s) => dispatcherAt(c.env, pool, s).flush()));
+}
+
 export async function getBatch(c: AppContext, batchId: string): Promise<BatchSnapshot> {
-  await loadBatch(c, batchId);
+  await settle(c, await loadBatch(c, batchId));
   const snap = await tracker(c, batchId).getSnapshot();
   if (!snap) throw notFound('Batch', batchId);
   return snap;
@@ -221,13 +231,21 @@ export async function retry(c: AppContext, req: Retry): Promise<{ executions: Ex
   let batchId: string | null = null;
   if ('batchId' in req) {
     batchId = req.batchId;
-    await loadBatch(c, batchId);
+    await settle(c, await loadBatch(c, batchId));
     const items = await tracker(c, batchId).items();
     const wanted = items.filter((i) => req.all || i.status === 'failed' || i.status === 'canceled').map((i) => i.executionId);
     for (const part of chunk(wanted)) originals.push(...(await db.select().from(schema.executions).where(inArray(schema.executions.id, part)).all()));
   } else {
     for (const part of chunk(req.executionIds)) {
       originals.push(...(await db.select().from(schema.executions).where(and(eq(schema.executions.accountId, accountId), inArray(schema.executions.id, part))).all()));
+    }
+    // Executions D1 still shows live may have just ended in their Dispatcher: flush those first.
+    const live = originals.filter((o) => o.status === 'queued' || o.status === 'running');
+    if (live.length) {
+      await Promise.all(live.map((o) => dispatcherOf(c, o).sync([o.id])));
+      const fresh = new Map<string, ExecutionRow>();
+      for (const part of chunk(live.map((o) => o.id))) for (const r of await db.select().from(schema.executions).where(inArray(schema.executions.id, part)).all()) fresh.set(r.id, r);
+      originals = originals.map((o) => fresh.get(o.id) ?? o);
     }
     const found = new Set(originals.map((o) => o.id));
     const missing = req.executionIds.find((id) => !found.has(id));

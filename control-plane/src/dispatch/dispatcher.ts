@@ -279,6 +279,8 @@ export class Dispatcher extends DurableObject<Bindings> {
       this.wake(added);
       fleetCheckSoon(this.env, this.ctx, queued[0]!, () => this.stats());
     }
+    // Submitting is not on the hot path: D1 shows the executions queued when the submit answers.
+    await this.flush();
     return { queued, refused };
   }
 
@@ -499,6 +501,7 @@ export class Dispatcher extends DurableObject<Bindings> {
     if (row) {
       if (row.state !== 'leased') {
         this.ctx.storage.transactionSync(() => this.finalize(row, 'canceled', 'canceled', now, { message: 'canceled' }));
+        await this.flush();
         return { ok: true, status: 'canceled', pending: false };
       }
       this.sql.exec(`UPDATE jobs SET cancel_requested = 1 WHERE execution_id = ?`, executionId);
@@ -508,6 +511,7 @@ export class Dispatcher extends DurableObject<Bindings> {
     if (fin) return { ok: false, status: fin.status as ExecutionState };
     if (!created) return { ok: false, status: 'missing' };
     this.ctx.storage.transactionSync(() => this.tombstone(executionId, created.accountId, created.batchId, 'canceled', now));
+    await this.flush();
     return { ok: true, status: 'canceled', pending: false };
   }
 
@@ -533,6 +537,7 @@ export class Dispatcher extends DurableObject<Bindings> {
       }
       stopping = this.sql.exec(`UPDATE jobs SET cancel_requested = 1 WHERE batch_id = ? AND state = 'leased'`, batchId).rowsWritten;
     });
+    await this.flush();
     return { canceled, stopping };
   }
 
@@ -817,6 +822,15 @@ export class Dispatcher extends DurableObject<Bindings> {
       .one();
     if (r.changed || now - r.flushed_at >= LIVENESS_FLUSH_MS) this.markDirty(runnerId);
     return r.drain_requested === 1;
+  }
+
+  /** An operator or the autoscaler asked a runner (homed here) to drain: no more work for it. */
+  async setDrain(runnerId: string, drain: boolean): Promise<void> {
+    this.sql.exec(
+      `INSERT INTO runners (runner_id, last_seen, drain_requested) VALUES (?, 0, ?) ON CONFLICT (runner_id) DO UPDATE SET drain_requested = excluded.drain_requested`,
+      runnerId,
+      drain ? 1 : 0,
+    );
   }
 
   private markDirty(runnerId: string): void {

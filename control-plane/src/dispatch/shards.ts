@@ -78,3 +78,21 @@ export async function poolStats(env: Bindings, pool: string, shards: number): Pr
   const all = await Promise.all(Array.from({ length: Math.max(1, shards) }, (_, s) => dispatcherAt(env, pool, s).stats()));
   return all.reduce((a, s) => ({ ready: a.ready + s.ready, leased: a.leased + s.leased, waiters: a.waiters + s.waiters, outbox: a.outbox + s.outbox }));
 }
+
+/** Tells a runner's home shard that the runner was asked to drain (D1 already says so). */
+export async function requestDrain(env: Bindings, runnerId: string, drain = true): Promise<void> {
+  const r = await env.DB.prepare(`SELECT p.name AS pool, p.dispatch_shards AS shards FROM runners r JOIN pools p ON p.id = r.pool_id WHERE r.id = ?`)
+    .bind(runnerId)
+    .first<{ pool: string; shards: number }>();
+  if (r) await dispatcherAt(env, r.pool, homeShard(r.shards, runnerId)).setDrain(runnerId, drain);
+}
+
+/**
+ * The autoscaler's view of a pool: its Dispatchers flush first, so that D1's runner rows (liveness,
+ * draining, active jobs) are as current as the queue counts read with them.
+ */
+export async function poolQueue(env: Bindings, pool: string): Promise<DispatcherStats> {
+  const shards = (await env.DB.prepare(`SELECT dispatch_shards AS n FROM pools WHERE name = ?`).bind(pool).first<{ n: number }>())?.n ?? 1;
+  await Promise.all(Array.from({ length: shards }, (_, s) => dispatcherAt(env, pool, s).flush()));
+  return poolStats(env, pool, shards);
+}

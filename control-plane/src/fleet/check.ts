@@ -9,7 +9,7 @@ import type { DispatcherStats } from '../dispatch/types.js';
 import { HetznerClient } from './hetzner.js';
 import { reconcilePool, type FleetContext, type ReconcileOutcome } from './reconcile.js';
 import { listPoolEntries } from './store.js';
-import { poolStats } from '../dispatch/shards.js';
+import { poolQueue, requestDrain } from '../dispatch/shards.js';
 
 /** The autoscaler's dependencies from the Worker's bindings, or null while HETZNER_TOKEN is unset. */
 export function fleetContext(env: Bindings, queue?: FleetContext['queue']): FleetContext | null {
@@ -21,7 +21,8 @@ export function fleetContext(env: Bindings, queue?: FleetContext['queue']): Flee
     db: getDb(env.DB),
     config,
     hetzner: new HetznerClient({ token, baseUrl: config.fleet.hetznerApiUrl }),
-    queue: queue ?? (async (pool) => poolStats(env, pool, (await env.DB.prepare(`SELECT dispatch_shards AS n FROM pools WHERE name = ?`).bind(pool).first<{ n: number }>())?.n ?? 1)),
+    drainRunner: (runnerId) => requestDrain(env, runnerId),
+    queue: queue ?? ((pool) => poolQueue(env, pool)),
   };
 }
 

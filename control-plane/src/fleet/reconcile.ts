@@ -51,6 +51,8 @@ export interface FleetContext {
   hetzner: HetznerClient;
   /** Ready and leased jobs of a pool (the Dispatcher's stats). */
   queue: (pool: string) => Promise<{ ready: number; leased: number }>;
+  /** Tells the runner's Dispatcher that it was asked to drain (after D1 records it). */
+  drainRunner?: (runnerId: string) => Promise<void>;
   now?: () => number;
 }
 
@@ -215,7 +217,11 @@ async function act(ctx: FleetContext, entry: PoolEntry, action: FleetAction, tar
       return createServer(ctx, entry, now);
     case 'drain': {
       const runnerId = target?.view.runner?.id;
-      if (runnerId) await db.update(schema.runners).set({ drainRequested: true }).where(eq(schema.runners.id, runnerId));
+      if (runnerId) {
+        await db.update(schema.runners).set({ drainRequested: true }).where(eq(schema.runners.id, runnerId));
+        // The runner's Dispatcher hands it no more work and tells it at its next heartbeat.
+        await ctx.drainRunner?.(runnerId);
+      }
       if (target?.row) await db.update(schema.servers).set({ status: 'draining', drainRequestedAt: now }).where(eq(schema.servers.id, target.row.id));
       return { serverId: action.serverId, providerId: target?.view.providerId?.toString() ?? null };
     }

@@ -7,7 +7,7 @@ import { isFinal, type ExecutionState } from '../../../shared/lifecycle.js';
 import { schema } from '../db/client.js';
 import { ApiError, badRequest } from '../errors.js';
 import { parseWith, readQuery } from '../validate.js';
-import { loadExecution } from '../executions/service.js';
+import { liveView, loadExecution } from '../executions/service.js';
 import type { AppContext, AppEnv } from '../context.js';
 
 export const artifactRoutes = new Hono<AppEnv>();
@@ -15,7 +15,8 @@ export const artifactRoutes = new Hono<AppEnv>();
 artifactRoutes.get('/:id/artifacts', async (c) => {
   const id = parseWith(ExecutionId, c.req.param('id'), 'execution id');
   const { accountId } = c.get('caller');
-  await loadExecution(c.get('db'), accountId, id);
+  // A just-finished execution's artifacts are flushed to D1 before they are listed.
+  await liveView(c, await loadExecution(c.get('db'), accountId, id));
   const a = schema.artifacts;
   // Expired artifacts stay listed (marked expired) so a user learns what was there and when it went.
   const rows = await c
@@ -49,7 +50,8 @@ async function artifactView(c: AppContext, r: typeof schema.artifacts.$inferSele
 artifactRoutes.get('/:id/artifacts/:artifactId', async (c) => {
   const id = parseWith(ExecutionId, c.req.param('id'), 'execution id');
   const { accountId } = c.get('caller');
-  await loadExecution(c.get('db'), accountId, id);
+  // A just-finished execution's artifacts are flushed to D1 before they are listed.
+  await liveView(c, await loadExecution(c.get('db'), accountId, id));
   const a = schema.artifacts;
   const row = await c.get('db').select().from(a).where(and(eq(a.id, c.req.param('artifactId')), eq(a.executionId, id), eq(a.accountId, accountId))).get();
   if (!row) throw new ApiError('not_found', `artifact ${c.req.param('artifactId')} not found`);
@@ -70,7 +72,7 @@ function decodeLogCursor(cursor: string | undefined): { attempt: number; seq: nu
 artifactRoutes.get('/:id/logs', async (c) => {
   const id = parseWith(ExecutionId, c.req.param('id'), 'execution id');
   const q = readQuery(c, LogsQuery);
-  const exec = await loadExecution(c.get('db'), c.get('caller').accountId, id);
+  const exec = await liveView(c, await loadExecution(c.get('db'), c.get('caller').accountId, id));
   const cur = decodeLogCursor(q.cursor);
   const limit = q.limit ?? 500;
   const l = schema.logChunks;

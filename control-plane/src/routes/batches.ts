@@ -3,7 +3,7 @@ import { Hono } from 'hono';
 import { AppendBatchItemsRequest, CreateBatchRequest, ListBatchesQuery, RetryRequest, type BatchItemsResponse } from '../../../shared/api/batches.js';
 import { BatchId } from '../../../shared/ids.js';
 import { parseWith, readJson, readQuery } from '../validate.js';
-import { appendItems, cancelBatch, createBatch, getBatch, listBatches, loadBatch, retry, submitBatch, tracker } from '../batches/service.js';
+import { appendItems, cancelBatch, createBatch, getBatch, listBatches, loadBatch, retry, settle, submitBatch, tracker } from '../batches/service.js';
 import type { AppContext, AppEnv } from '../context.js';
 
 export const batchRoutes = new Hono<AppEnv>();
@@ -23,7 +23,7 @@ batchRoutes.post('/:id/submit', async (c) => c.json({ batch: await submitBatch(c
 batchRoutes.post('/:id/cancel', async (c) => c.json({ batch: await cancelBatch(c, idParam(c)) }));
 batchRoutes.get('/:id/items', async (c) => {
   const id = idParam(c);
-  await loadBatch(c, id);
+  await settle(c, await loadBatch(c, id));
   return c.json({ items: await tracker(c, id).items() } satisfies BatchItemsResponse);
 });
 /** WebSocket: the snapshot at once, then one message per change (see BatchEvent). */
