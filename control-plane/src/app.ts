@@ -6,6 +6,7 @@ import { Hono } from 'hono';
 import { errorEnvelope } from '../../shared/errors.js';
 import { loadConfig } from './env.js';
 import { getDb } from './db/client.js';
+import { countingD1 } from './db/counting.js';
 import { ObjectStore } from './storage/s3.js';
 import { ApiError } from './errors.js';
 import { requireAdmin, requireUser } from './auth.js';
@@ -23,6 +24,13 @@ import { openApiDocument } from './openapi.js';
 import type { AppEnv } from './context.js';
 
 export const VERSION = '0.1.0';
+
+const dbs = new WeakMap<D1Database, ReturnType<typeof getDb>>();
+function dbFor(d1: D1Database) {
+  let db = dbs.get(d1);
+  if (!db) dbs.set(d1, (db = getDb(countingD1(d1))));
+  return db;
+}
 
 /** One object store client per isolate (its signing keys are derived once, not per request). */
 const stores = new WeakMap<object, ObjectStore>();
@@ -48,7 +56,7 @@ export function createApp(opts: AppOptions = {}) {
       throw new ApiError('internal', `control plane is misconfigured: ${(err as Error).message}`, 'Check the Worker vars and secrets (docs/deploy.md).');
     }
     c.set('config', config);
-    c.set('db', getDb(c.env.DB));
+    c.set('db', dbFor(c.env.DB));
     c.set('store', storeFor(config));
     c.set('now', opts.now ?? Date.now);
     await next();

@@ -15,7 +15,7 @@ async function expireLeases(pool: string) {
     state.storage.sql.exec(`UPDATE jobs SET lease_deadline = 1 WHERE state = 'leased'`);
   });
   // Run the alarm now (the one set for the original deadline may have fired already, for a flush).
-  await runInDurableObject(stub, (instance: Dispatcher) => instance.alarm());
+  await runInDurableObject(stub, (instance) => (instance as unknown as Dispatcher).alarm());
 }
 
 async function complete(runnerToken: string, id: string, body: Record<string, unknown>) {

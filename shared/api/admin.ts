@@ -18,8 +18,15 @@ export const CreateApiKeyResponse = z.object({
 export type CreateApiKeyResponse = z.infer<typeof CreateApiKeyResponse>;
 export const RevokeApiKeyResponse = z.object({ apiKey: ApiKeyView });
 
-export const CreatePoolRequest = z.strictObject({ name: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/, 'lowercase letters, digits and -') });
-export const Pool = z.object({ id: z.string(), name: z.string(), createdAt: Timestamp });
+export const CreatePoolRequest = z.strictObject({
+  name: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/, 'lowercase letters, digits and -'),
+  /**
+   * How many Dispatcher objects share the pool's queue (1 by default). Posting an existing pool
+   * with a larger number raises it; it is never lowered (live executions stay in their shard).
+   */
+  dispatchShards: z.number().int().min(1).max(64).optional(),
+});
+export const Pool = z.object({ id: z.string(), name: z.string(), dispatchShards: z.number().int(), createdAt: Timestamp });
 export const CreatePoolResponse = z.object({ pool: Pool });
 export type CreatePoolResponse = z.infer<typeof CreatePoolResponse>;
 

@@ -27,6 +27,7 @@ import { normalizeRequirements } from '../../../shared/requirements.js';
 import { leaseTiming, loadConfig, type Bindings } from '../env.js';
 import { fleetCheckSoon } from '../fleet/check.js';
 import { blobKey } from '../storage/s3.js';
+import { countingD1, d1Counter } from '../db/counting.js';
 import { flushStatements, itemUpdate, type ArtifactRow, type OutboxEntry, type RunnerLiveness } from './outbox.js';
 import type {
   CancelResult,
@@ -128,8 +129,8 @@ export class Dispatcher extends DurableObject<Bindings> {
   private alarmAt: number | null = null;
   private flushing: Promise<void> | null = null;
   private flushFailures = 0;
-  /** D1 round trips made by this object (the bench reads it). */
-  d1RoundTrips = 0;
+  /** D1, with its round trips counted (db/counting.ts). */
+  private readonly db: D1Database;
   hooks: DispatcherHooks = {};
   /** The clock (tests move it to pin lease deadlines exactly). */
   now: () => number = Date.now;
@@ -137,6 +138,7 @@ export class Dispatcher extends DurableObject<Bindings> {
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.db = countingD1(env.DB);
     this.migrate();
     this.nextSeq = (this.sql.exec<{ s: number | null }>(`SELECT MAX(seq) AS s FROM jobs`).one().s ?? 0) + 1;
     this.pendingD1 = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM outbox WHERE d1_done = 0`).one().n;
@@ -712,11 +714,10 @@ export class Dispatcher extends DurableObject<Bindings> {
     const runners = this.dirtyRunners();
     if (rows.length || runners.length) {
       const entries = rows.map((r) => JSON.parse(r.body) as OutboxEntry);
-      const { statements, runnerStatements } = flushStatements(this.env.DB, entries, runners);
+      const { statements, runnerStatements } = flushStatements(this.db, entries, runners);
       let results: D1Result[];
       try {
-        this.d1RoundTrips++;
-        results = await (this.hooks.d1Batch ?? ((s) => this.env.DB.batch(s)))(statements);
+        results = await (this.hooks.d1Batch ?? ((s) => this.db.batch(s)))(statements);
       } catch (err) {
         this.flushFailures++;
         console.error(`dispatcher: D1 flush of ${rows.length} entries failed (try ${this.flushFailures}); retrying`, err);
@@ -873,9 +874,9 @@ export class Dispatcher extends DurableObject<Bindings> {
     return { ready: r.ready ?? 0, leased: r.leased ?? 0, waiters: this.waiters.length, outbox: this.pendingD1 };
   }
 
-  /** How many D1 round trips this object made (the dispatch bench reports it per job). */
-  async d1Stats(): Promise<{ roundTrips: number }> {
-    return { roundTrips: this.d1RoundTrips };
+  /** D1 round trips made in this object's isolate, and its queue (the dispatch bench reports them). */
+  async d1Stats(): Promise<{ isolate: string; roundTrips: number; stats: DispatcherStats }> {
+    return { isolate: d1Counter.isolate, roundTrips: d1Counter.roundTrips, stats: await this.stats() };
   }
 
   // ---------------------------------------------------------------- helpers

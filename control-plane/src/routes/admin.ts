@@ -14,6 +14,8 @@ import {
   type CreateRegistrationTokenResponse,
 } from '../../../shared/api/admin.js';
 import { schema } from '../db/client.js';
+import { dispatcherAt } from '../dispatch/shards.js';
+import { d1Counter } from '../db/counting.js';
 import { ApiError, notFound } from '../errors.js';
 import { readJson } from '../validate.js';
 import { z } from 'zod';
@@ -62,10 +64,12 @@ adminRoutes.post('/pools', async (c) => {
   const db = c.get('db');
   const existing = await db.select().from(schema.pools).where(eq(schema.pools.name, body.name)).get();
   if (existing) {
-    const res: CreatePoolResponse = { pool: { ...existing, createdAt: iso(existing.createdAt) } };
+    const shards = Math.max(existing.dispatchShards, body.dispatchShards ?? 1);
+    if (shards !== existing.dispatchShards) await db.update(schema.pools).set({ dispatchShards: shards }).where(eq(schema.pools.id, existing.id));
+    const res: CreatePoolResponse = { pool: { ...existing, dispatchShards: shards, createdAt: iso(existing.createdAt) } };
     return c.json(res, 200);
   }
-  const row = { id: newId('pool'), name: body.name, createdAt: c.get('now')() };
+  const row = { id: newId('pool'), name: body.name, dispatchShards: body.dispatchShards ?? 1, createdAt: c.get('now')() };
   await db.insert(schema.pools).values(row);
   const res: CreatePoolResponse = { pool: { ...row, createdAt: iso(row.createdAt) } };
   return c.json(res, 201);
@@ -91,4 +95,19 @@ adminRoutes.post('/retention/sweep', async (c) => {
   const body = await readJson(c, z.strictObject({ now: z.number().int().optional(), limit: z.number().int().min(1).max(10_000).optional() }));
   const config = c.get('config');
   return c.json(await sweep(c.get('db'), c.get('store'), body.now ?? c.get('now')(), config.artifactRetentionDays, body.limit));
+});
+
+/**
+ * The Dispatchers of a pool as they stand, with the D1 round trips made since the isolates
+ * started (the dispatch bench divides them by the jobs it ran). Isolates are told apart by id:
+ * the Worker and its Durable Objects may share one.
+ */
+adminRoutes.get('/pools/:name/dispatch', async (c) => {
+  const name = c.req.param('name');
+  const pool = await c.get('db').select().from(schema.pools).where(eq(schema.pools.name, name)).get();
+  if (!pool) throw notFound('Pool', name);
+  const shards = await Promise.all(Array.from({ length: pool.dispatchShards }, (_, s) => dispatcherAt(c.env, name, s).d1Stats()));
+  const isolates = new Map<string, number>([[d1Counter.isolate, d1Counter.roundTrips]]);
+  for (const s of shards) isolates.set(s.isolate, s.roundTrips);
+  return c.json({ pool: name, shards: shards.map((s) => s.stats), d1RoundTrips: [...isolates.values()].reduce((a, b) => a + b, 0) });
 });
