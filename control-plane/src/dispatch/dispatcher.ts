@@ -879,6 +879,19 @@ export class Dispatcher extends DurableObject<Bindings> {
     return { isolate: d1Counter.isolate, roundTrips: d1Counter.roundTrips, stats: await this.stats() };
   }
 
+  /**
+   * Everything this object holds, for consistency checks (the chaos test compares it with D1 after
+   * a flush): live jobs, remembered finished executions, and what D1 has not been sent yet.
+   */
+  async audit(): Promise<{ live: ExecSnapshot[]; finished: ExecSnapshot[]; outbox: number }> {
+    await this.flush();
+    return {
+      live: this.sql.exec<JobRow>(`SELECT * FROM jobs`).toArray().map((r) => this.snapshotOf(r)),
+      finished: this.sql.exec<FinishedRow>(`SELECT * FROM finished`).toArray().map((r) => JSON.parse(r.snapshot) as ExecSnapshot),
+      outbox: this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM outbox`).one().n,
+    };
+  }
+
   // ---------------------------------------------------------------- helpers
 
   private job(executionId: string): JobRow | undefined {

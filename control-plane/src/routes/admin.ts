@@ -111,3 +111,12 @@ adminRoutes.get('/pools/:name/dispatch', async (c) => {
   for (const s of shards) isolates.set(s.isolate, s.roundTrips);
   return c.json({ pool: name, shards: shards.map((s) => s.stats), d1RoundTrips: [...isolates.values()].reduce((a, b) => a + b, 0) });
 });
+
+/** Each shard's audit (dispatcher.ts audit()): what the chaos test compares with D1. */
+adminRoutes.get('/pools/:name/dispatch/audit', async (c) => {
+  const name = c.req.param('name');
+  const pool = await c.get('db').select().from(schema.pools).where(eq(schema.pools.name, name)).get();
+  if (!pool) throw notFound('Pool', name);
+  const shards = await Promise.all(Array.from({ length: pool.dispatchShards }, (_, s) => dispatcherAt(c.env, name, s).audit()));
+  return c.json({ pool: name, shards });
+});
