@@ -23,7 +23,7 @@ export async function call(method: string, path: string, opts: { token?: string;
   } catch {
     json = undefined;
   }
-  return { status: res.status, json, text };
+  return { status: res.status, json, text, headers: res.headers };
 }
 
 export const admin = (method: string, path: string, body?: unknown) => call(method, `/admin/v1${path}`, { token: TEST_S3.adminSecret, body });
