@@ -1,14 +1,16 @@
 /**
- * Follows a batch until every item is final. The control plane's BatchTracker pushes a snapshot
- * at every change over a WebSocket (GET /api/v1/batches/{id}/watch); when that cannot be opened
- * or drops, GET /api/v1/batches/{id} is polled every 2 seconds instead, and the socket is tried
- * again now and then. Snapshots carry a version that increases with every change, so whichever
- * path delivers one first wins and an older one arriving later is dropped.
+ * Follows a batch until every item is final. The control plane's BatchTracker pushes changes
+ * over a WebSocket (GET /api/v1/batches/{id}/watch): a full snapshot when it opens and when the
+ * batch finishes, throttled progress deltas between, which are merged into the latest snapshot.
+ * When the socket cannot be opened or drops, GET /api/v1/batches/{id} is polled every 2 seconds
+ * instead, and the socket is tried again now and then. Snapshots and deltas carry a version
+ * that increases with every change, so whichever path delivers one first wins and an older one
+ * arriving later is dropped.
  *
  * Node 20 has no global WebSocket; undici's is the same implementation Node 22 ships.
  */
 import { WebSocket } from 'undici';
-import { BatchEvent, type BatchSnapshot } from '../../shared/api/batches.js';
+import { BatchEvent, type BatchFailure, type BatchProgress, type BatchSnapshot } from '../../shared/api/batches.js';
 import { watchUrl } from '../api/batches.js';
 import type { RGridClient } from '../api/client.js';
 import { log } from '../ui.js';
@@ -33,6 +35,38 @@ export function isBatchDone(s: BatchSnapshot): boolean {
   return s.finishedAt !== null;
 }
 
+/**
+ * What a watcher shows after an event (a pushed message or a polled snapshot): the new snapshot,
+ * or undefined when the event brings nothing newer. A snapshot replaces the latest one; a delta
+ * is merged into it and may repeat the version (a refresh of the ETA, or failures that did not
+ * fit in the previous delta).
+ */
+export function applyEvent(latest: BatchSnapshot | undefined, ev: BatchEvent): BatchSnapshot | undefined {
+  if (ev.type === 'snapshot') {
+    const s = ev.batch;
+    if (latest && s.version < latest.version) return undefined;
+    if (latest && s.version === latest.version && isBatchDone(latest) === isBatchDone(s)) return undefined;
+    return s;
+  }
+  // A delta needs a snapshot to merge into: the socket's first message or the first poll.
+  if (!latest || ev.id !== latest.id || ev.version < latest.version) return undefined;
+  if (ev.version === latest.version && isBatchDone(latest)) return undefined;
+  return mergeProgress(latest, ev);
+}
+
+/** The delta's moving fields replace the snapshot's; its failures are added (one per execution, newest wins). */
+export function mergeProgress(s: BatchSnapshot, p: BatchProgress): BatchSnapshot {
+  const { type: _type, failures, ...moving } = p;
+  return { ...s, ...moving, failures: mergeFailures(s.failures, failures) };
+}
+
+function mergeFailures(known: BatchFailure[], fresh: BatchFailure[]): BatchFailure[] {
+  if (!fresh.length) return known;
+  const byId = new Map(known.map((f) => [f.executionId, f]));
+  for (const f of fresh) byId.set(f.executionId, f);
+  return [...byId.values()];
+}
+
 /** Resolves with the final snapshot (or the latest one when `signal` aborts). */
 export async function watchBatch(client: RGridClient, id: string, opts: WatchOptions): Promise<BatchSnapshot> {
   const pollMs = opts.pollMs ?? 2000;
@@ -44,9 +78,9 @@ export async function watchBatch(client: RGridClient, id: string, opts: WatchOpt
   let lastAttempt = -Infinity;
   let wake: (() => void) | undefined;
 
-  const deliver = (s: BatchSnapshot) => {
-    if (latest && s.version < latest.version) return;
-    if (latest && s.version === latest.version && isBatchDone(latest) === isBatchDone(s)) return;
+  const deliver = (ev: BatchEvent) => {
+    const s = applyEvent(latest, ev);
+    if (!s) return;
     latest = s;
     opts.onSnapshot(s);
     if (isBatchDone(s)) wake?.();
@@ -75,7 +109,7 @@ export async function watchBatch(client: RGridClient, id: string, opts: WatchOpt
         return;
       }
       const ev = BatchEvent.safeParse(data);
-      if (ev.success) deliver(ev.data.batch);
+      if (ev.success) deliver(ev.data);
     });
     const lost = (why: string) => {
       if (ws !== socket) return;
@@ -104,12 +138,12 @@ export async function watchBatch(client: RGridClient, id: string, opts: WatchOpt
   try {
     if (opts.webSocket !== false) connect();
     // The first snapshot comes from a GET: the UI has something to show at once.
-    deliver((await client.pollBatch(id)).batch);
+    deliver({ type: 'snapshot', batch: (await client.pollBatch(id)).batch });
     while (!(latest && isBatchDone(latest)) && !opts.signal?.aborted) {
       await sleep(open ? openPollMs : pollMs);
       if ((latest && isBatchDone(latest)) || opts.signal?.aborted) break;
       if (opts.webSocket !== false && !ws && Date.now() - lastAttempt >= reconnectMs) connect();
-      deliver((await client.pollBatch(id)).batch);
+      deliver({ type: 'snapshot', batch: (await client.pollBatch(id)).batch });
     }
     return latest!;
   } finally {

@@ -33,7 +33,7 @@ export const ROUTES: RouteDoc[] = [
   { method: 'get', path: '/api/v1/batches/{id}/items', summary: 'The latest execution of each input, with its status', auth: 'user', response: api.BatchItemsResponse },
   { method: 'post', path: '/api/v1/batches/{id}/submit', summary: 'Verify uploads and queue every item', auth: 'user', response: api.BatchResponse },
   { method: 'post', path: '/api/v1/batches/{id}/cancel', summary: 'Cancel every unfinished item', auth: 'user', response: api.BatchResponse },
-  { method: 'get', path: '/api/v1/batches/{id}/watch', summary: 'WebSocket: a BatchEvent on every change', auth: 'user', response: api.BatchEvent },
+  { method: 'get', path: '/api/v1/batches/{id}/watch', summary: 'WebSocket: BatchEvents (a snapshot, throttled progress deltas, the final snapshot)', auth: 'user', response: api.BatchEvent },
   { method: 'post', path: '/api/v1/executions/retry', summary: 'Retry failed items of a batch, or listed executions', auth: 'user', body: api.RetryRequest, response: api.RetryResponse },
   { method: 'post', path: '/api/v1/webhooks', summary: 'Create a webhook (job template); returns its signing secret once', auth: 'user', body: api.CreateWebhookRequest, response: api.CreateWebhookResponse },
   { method: 'get', path: '/api/v1/webhooks', summary: 'List webhooks', auth: 'user', response: api.ListWebhooksResponse },

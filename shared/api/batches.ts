@@ -133,6 +133,24 @@ export const RetryResponse = z.object({
 });
 export type RetryResponse = z.infer<typeof RetryResponse>;
 
-/** Pushed to WebSocket watchers of a batch on every change. */
-export const BatchEvent = z.object({ type: z.literal('snapshot'), batch: BatchSnapshot });
+/** Failures in one progress delta at most; more follow in the next ones. */
+export const MAX_FAILURES_PER_PROGRESS = 100;
+
+/**
+ * What changed since the previous message to a watcher: the snapshot's moving fields as they
+ * are now, and the failures that appeared since (not the whole list: merge them, deduplicated by
+ * execution id). Sent at most every 500 ms while something changes, and every 2 s while the
+ * batch runs (the ETA moves on its own, so the version may repeat).
+ */
+export const BatchProgress = BatchSnapshot.pick({ id: true, version: true, status: true, counts: true, etaSeconds: true, startedAt: true, finishedAt: true }).extend({
+  type: z.literal('progress'),
+  failures: z.array(BatchFailure).max(MAX_FAILURES_PER_PROGRESS),
+});
+export type BatchProgress = z.infer<typeof BatchProgress>;
+
+/**
+ * Pushed to WebSocket watchers of a batch: a full snapshot when the socket opens, on request
+ * (send the text "snapshot"), after a retry and when the batch finishes; progress deltas between.
+ */
+export const BatchEvent = z.discriminatedUnion('type', [z.object({ type: z.literal('snapshot'), batch: BatchSnapshot }), BatchProgress]);
 export type BatchEvent = z.infer<typeof BatchEvent>;

@@ -17,7 +17,11 @@ export interface BatchMeta {
 
 export interface ItemUpdate {
   executionId: string;
-  /** The Dispatcher's transition counter: an update applies only over an older version. */
+  /**
+   * Increases with every transition of this execution (the Dispatcher assigns it; 1 = queued,
+   * then claims, requeues, the final state). The tracker applies an update only when it is newer
+   * than what it holds, so repeats and reordered notifications are harmless.
+   */
   version: number;
   status: ExecutionState;
   at: number;

@@ -26,7 +26,7 @@ batchRoutes.get('/:id/items', async (c) => {
   await settle(c, await loadBatch(c, id));
   return c.json({ items: await tracker(c, id).items() } satisfies BatchItemsResponse);
 });
-/** WebSocket: the snapshot at once, then one message per change (see BatchEvent). */
+/** WebSocket: the snapshot at once, then throttled progress deltas and a final snapshot (see BatchEvent). */
 batchRoutes.get('/:id/watch', async (c) => {
   const id = idParam(c);
   await loadBatch(c, id);
