@@ -75,7 +75,7 @@ export class BatchTracker extends DurableObject<Bindings> {
       CREATE INDEX IF NOT EXISTS items_status ON items(superseded, status);
       CREATE TABLE IF NOT EXISTS counts (key TEXT PRIMARY KEY, n INTEGER NOT NULL);
     `);
-    this.migrate();
+    ctx.storage.transactionSync(() => this.migrate());
     // Woken from hibernation with watchers still connected: resume their periodic refresh.
     this.schedule();
   }
@@ -96,8 +96,8 @@ export class BatchTracker extends DurableObject<Bindings> {
     for (const key of [...STATES, 'reused'] as CountKey[]) this.sql.exec(`INSERT INTO counts (key, n) VALUES (?, ?)`, key, c[key]);
   }
 
-  /** Counts from the items themselves: O(N), for the migration (and tests comparing counters). */
-  recount(): BatchCounts {
+  /** Counts from the items themselves: O(N), for the migration only. */
+  private recount(): BatchCounts {
     const c: BatchCounts = { total: 0, created: 0, queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 0, reused: 0 };
     for (const r of this.sql.exec<{ status: ExecutionState; n: number; reused: number }>(
       `SELECT status, COUNT(*) AS n, SUM(reused) AS reused FROM items WHERE superseded = 0 GROUP BY status`,
@@ -205,7 +205,8 @@ export class BatchTracker extends DurableObject<Bindings> {
 
   private applyUpdates(updates: ItemUpdate[]): { count: number; failedNow: boolean } {
     const deltas = new Map<CountKey, number>();
-    let failSeq = this.get<number>('failSeq') ?? 0;
+    const failSeqBefore = this.get<number>('failSeq') ?? 0;
+    let failSeq = failSeqBefore;
     let count = 0;
     let failedNow = false;
     let startedAt = this.get<number>('startedAt') ?? null;
@@ -238,7 +239,7 @@ export class BatchTracker extends DurableObject<Bindings> {
       if (u.status === 'failed') failedNow = true;
     }
     this.adjust(deltas);
-    this.set('failSeq', failSeq);
+    if (failSeq !== failSeqBefore) this.set('failSeq', failSeq);
     return { count, failedNow };
   }
 
