@@ -131,7 +131,9 @@ export class CompletionBatcher {
     try {
       ({ results } = await this.api.completeMany(batch.map((i) => i.completion)));
     } catch (err) {
-      for (const item of batch) this.retryOrFail(item, err, isRetryable(err));
+      // Failed together, retried together: one backoff for the whole request.
+      const delay = this.backoff(Math.max(...batch.map((i) => i.tries)));
+      for (const item of batch) this.retryOrFail(item, err, isRetryable(err), delay);
       return;
     }
     batch.forEach((item, i) => this.settle(item, results[i]));
@@ -148,9 +150,13 @@ export class CompletionBatcher {
     this.retryOrFail(item, err, isRetryableStatus(result.status));
   }
 
+  /** Exponential backoff with full jitter, as withRetry (retry.ts). */
+  private backoff(tries: number): number {
+    return Math.round(Math.random() * Math.min(this.maxMs, this.baseMs * 2 ** (tries - 1)));
+  }
+
   /** Back into the queue after a backoff while the item's budget lasts; otherwise its error is final. */
-  private retryOrFail(item: Item, err: unknown, retryable: boolean): void {
-    const delay = Math.round(Math.random() * Math.min(this.maxMs, this.baseMs * 2 ** (item.tries - 1)));
+  private retryOrFail(item: Item, err: unknown, retryable: boolean, delay = this.backoff(item.tries)): void {
     if (!retryable || Date.now() - item.firstSentAt! + delay > this.budgetMs) return item.reject(err);
     this.log(`completing ${item.completion.executionId}: ${(err as Error).message}; retrying in ${delay} ms`);
     item.notBefore = Date.now() + delay;
