@@ -65,7 +65,8 @@ export class HeartbeatLoop {
   private inFlight: Promise<void> | undefined;
   /** A heartbeat was asked for while one was in flight: send it as soon as that one returns. */
   private again = false;
-  private nextBeatAt = 0;
+  /** When the last heartbeat was sent: the next is due one interval (by the latest timing) later. */
+  private lastSentAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   /** The env key set the control plane last received, as a sorted list joined. */
   private sentEnvKeys: string | undefined;
@@ -76,6 +77,11 @@ export class HeartbeatLoop {
   /** The interval in force: from the latest answer, or the default before any. */
   get intervalMs(): number {
     return this.timing ? this.timing.heartbeatSeconds * 1000 : DEFAULT_HEARTBEAT_MS;
+  }
+
+  /** Due by the interval in force now, which an answer may have changed since the last send. */
+  private get nextBeatAt(): number {
+    return this.lastSentAt + this.intervalMs;
   }
 
   /** Starts the loop with a heartbeat at once. */
@@ -99,7 +105,8 @@ export class HeartbeatLoop {
     const now = Date.now();
     for (const holder of holders) this.leases.set(holder, { holder, since: now, acked: false, lost: false });
     if (holders.length) this.beat();
-    else this.schedule();
+    // Their deadlines need the timer even while a call is in flight.
+    this.schedule();
   }
 
   /** The job has reported (or gave its lease up): no more renewals. */
@@ -117,7 +124,8 @@ export class HeartbeatLoop {
     }
     this.inFlight = this.send().finally(() => {
       this.inFlight = undefined;
-      if (this.again) {
+      // Asked for meanwhile, or due already (a call cut at its timeout): the next one goes now.
+      if (this.again || Date.now() >= this.nextBeatAt) {
         this.again = false;
         this.beat();
       } else this.schedule();
@@ -183,7 +191,7 @@ export class HeartbeatLoop {
   private async send(): Promise<void> {
     const sentAt = Date.now();
     const timeoutMs = this.intervalMs;
-    this.nextBeatAt = sentAt + timeoutMs;
+    this.lastSentAt = sentAt;
     const named = this.checked();
     const keys = [...new Set(this.deps.envKeys())].sort().slice(0, 1000);
     const keysChanged = keys.join(',') !== this.sentEnvKeys;
