@@ -1,37 +1,34 @@
 /**
  * The runner daemon: register (or reuse its stored identity), remove containers an earlier crash
- * left behind, then run one claim loop per slot and a liveness heartbeat.
+ * left behind, then run one claim loop for all slots (slots.ts), one heartbeat that renews every
+ * lease it holds (heartbeat.ts) and one completion batcher (completions.ts).
  *
  * Shutdown: `drain()` stops claiming, lets running jobs finish and returns; `kill()` stops
  * running jobs at once and gives their leases back so they requeue immediately.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import type { Job } from '../../shared/api/runner.js';
 import { ApiCallError, RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 import { JobRun } from './job.js';
+import { HeartbeatLoop } from './heartbeat.js';
+import { CompletionBatcher } from './completions.js';
+import { SlotScheduler, type StartedJob } from './slots.js';
+import { loadIdentity, storeIdentity, type Identity } from './identity.js';
 import { DockerRuntime, RUNNER_LABEL, type ContainerRuntime } from './docker/runtime.js';
 import type { RunnerConfig } from './config.js';
 
 export const RUNNER_VERSION = '0.1.0';
 
-interface Identity {
-  apiUrl: string;
-  runnerId: string;
-  runnerToken: string;
-  pool: string;
-  leaseSeconds: number;
-  heartbeatSeconds: number;
-}
-
 export interface AgentOptions {
   docker?: Docker;
+  /** The container runtime for a runner id; DockerRuntime on `docker` unless given (tests). */
+  runtime?: (runnerId: string) => ContainerRuntime;
   log?: (line: string) => void;
 }
 
@@ -40,6 +37,7 @@ export class RunnerAgent {
   private identity: Identity | undefined;
   private runtime: ContainerRuntime | undefined;
   private readonly docker: Docker;
+  private readonly makeRuntime: (runnerId: string) => ContainerRuntime;
   private readonly running = new Set<JobRun>();
   private readonly heldEnvKeys = new Set<string>();
   private remoteDispatcher: Dispatcher | undefined;
@@ -47,8 +45,11 @@ export class RunnerAgent {
   /** Set by kill(): jobs that still arrive from an open claim are given back, not run. */
   private stopping = false;
   private drained: Promise<void> | undefined;
-  private loops: Promise<void>[] = [];
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly heartbeat: HeartbeatLoop;
+  private readonly completions: CompletionBatcher;
+  private readonly slots: SlotScheduler<JobRun>;
+  /** The claim loop; resolves once draining and every job has reported. */
+  private claiming: Promise<void> = Promise.resolve();
   private readonly log: (line: string) => void;
 
   constructor(
@@ -57,7 +58,27 @@ export class RunnerAgent {
   ) {
     this.api = new RunnerApi(config.apiUrl);
     this.docker = opts.docker ?? new Docker();
+    this.makeRuntime = opts.runtime ?? ((runnerId) => new DockerRuntime({ runnerId, docker: this.docker }));
     this.log = opts.log ?? ((line) => console.log(`[rgrid-runner] ${line}`));
+    this.heartbeat = new HeartbeatLoop({
+      send: (body, timeoutMs) => this.api.heartbeat(body, timeoutMs),
+      status: () => ({ activeJobs: this.running.size, draining: this.draining }),
+      envKeys: () => this.heldEnvKeys,
+      onDrain: () => {
+        if (this.draining) return;
+        this.log('control plane asked this runner to drain');
+        void this.drain();
+      },
+      log: this.log,
+    });
+    this.completions = new CompletionBatcher(this.api, { log: this.log });
+    this.slots = new SlotScheduler<JobRun>({
+      slots: config.slots,
+      claim: (maxJobs) => this.claim(maxJobs),
+      start: (run) => this.runJob(run),
+      surplus: (run) => void this.giveBack(run),
+      log: this.log,
+    });
   }
 
   get runnerId(): string | undefined {
@@ -81,15 +102,14 @@ export class RunnerAgent {
     }
     this.identity = await this.loadOrRegister();
     this.api.token = this.identity.runnerToken;
-    this.runtime = new DockerRuntime({ runnerId: this.identity.runnerId, docker: this.docker });
+    this.runtime = this.makeRuntime(this.identity.runnerId);
     const removed = await this.runtime.removeContainersByLabel(`${RUNNER_LABEL}=${this.identity.runnerId}`);
     if (removed) this.log(`removed ${removed} container(s) left by an earlier run`);
     await rm(join(this.config.workDir, 'jobs'), { recursive: true, force: true });
     await this.loadHeldImages();
     this.log(`runner ${this.identity.runnerId} serving pool ${this.identity.pool} with ${this.config.slots} slot(s)`);
-    this.heartbeatTimer = setInterval(() => void this.liveness(), this.identity.heartbeatSeconds * 1000);
-    void this.liveness();
-    this.loops = Array.from({ length: this.config.slots }, (_, i) => this.slotLoop(i));
+    this.heartbeat.start();
+    this.claiming = this.slots.run();
   }
 
   private identityPath(): string {
@@ -97,20 +117,17 @@ export class RunnerAgent {
   }
 
   private async loadOrRegister(): Promise<Identity> {
-    try {
-      const stored = JSON.parse(await readFile(this.identityPath(), 'utf8')) as Identity;
-      if (stored.apiUrl === this.config.apiUrl) {
-        this.api.token = stored.runnerToken;
-        try {
-          await this.api.heartbeat({ activeJobs: 0, draining: false });
-          return stored;
-        } catch (err) {
-          if (!(err instanceof ApiCallError && err.status === 401)) throw err;
-          this.log('stored runner identity was refused; registering again');
-        }
+    const stored = await loadIdentity(this.identityPath(), this.config.apiUrl);
+    if (stored) {
+      this.api.token = stored.runnerToken;
+      try {
+        const { timing } = await this.api.heartbeat({ activeJobs: 0, draining: false, jobs: [] });
+        this.heartbeat.observe(timing);
+        return stored;
+      } catch (err) {
+        if (!(err instanceof ApiCallError && err.status === 401)) throw err;
+        this.log('stored runner identity was refused; registering again');
       }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
     }
     if (!this.config.registrationToken) throw new Error('no stored runner identity: pass --registration-token to register');
     this.api.token = undefined;
@@ -118,8 +135,8 @@ export class RunnerAgent {
       () => this.api.register({ registrationToken: this.config.registrationToken!, name: this.config.name || hostname(), slots: this.config.slots, labels: this.config.labels, version: RUNNER_VERSION }),
       { budgetMs: 60_000, onRetry: (err) => this.log(`register: ${(err as Error).message}; retrying`) },
     );
-    const identity: Identity = { apiUrl: this.config.apiUrl, ...reg };
-    await writeFile(this.identityPath(), JSON.stringify(identity, null, 2), { mode: 0o600 });
+    const identity: Identity = { apiUrl: this.config.apiUrl, runnerId: reg.runnerId, runnerToken: reg.runnerToken, pool: reg.pool };
+    await storeIdentity(this.identityPath(), identity);
     return identity;
   }
 
@@ -132,91 +149,63 @@ export class RunnerAgent {
     }
   }
 
-  private async liveness(): Promise<void> {
-    try {
-      const r = await this.api.heartbeat({ activeJobs: this.running.size, draining: this.draining, envKeys: [...this.heldEnvKeys].slice(0, 1000) });
-      if (r.drain && !this.draining) {
-        this.log('control plane asked this runner to drain');
-        void this.drain();
-      }
-    } catch (err) {
-      this.log(`heartbeat failed: ${(err as Error).message}`);
-    }
-  }
-
   /**
-   * One slot: claim a job, run it, repeat. A slot runs one container at a time; once a job's
-   * container is gone, the slot claims its next job while the previous one uploads its outputs
-   * and reports (at most one such job per slot), so a slot is not idle during uploads.
+   * One long poll for `maxJobs` free slots. The jobs' leases are held (and acknowledged by a
+   * heartbeat at once) from the moment the answer arrives, before their slots start them.
    */
-  private async slotLoop(slot: number): Promise<void> {
-    let finishing: Promise<void> = Promise.resolve();
-    try {
-      await this.claimLoop(slot, (job) => {
-        const { containerDone, done } = this.runJob(job);
-        return containerDone.then(async () => {
-          await finishing;
-          finishing = done;
-        });
-      });
-    } finally {
-      await finishing;
+  private async claim(maxJobs: number): Promise<JobRun[]> {
+    const { jobs, timing } = await this.api.claim({ maxJobs, waitSeconds: this.config.claimWaitSeconds, envKeys: [...this.heldEnvKeys].slice(0, 1000) });
+    if (this.stopping) {
+      // kill() came while this claim was open: give the jobs back for immediate requeue.
+      this.heartbeat.observe(timing);
+      await Promise.all(jobs.map((job) => this.api.release(job.executionId, job).catch(() => undefined)));
+      return [];
     }
+    const runs = jobs.map(
+      (job) =>
+        new JobRun(job, {
+          api: this.api,
+          runtime: this.runtime!,
+          docker: this.docker,
+          config: this.config,
+          runnerId: this.identity!.runnerId,
+          completions: this.completions,
+          heldEnvKeys: this.heldEnvKeys,
+          log: this.log,
+          remoteDispatcher: this.remoteDispatcher,
+        }),
+    );
+    this.heartbeat.claimed(runs, timing);
+    return runs;
   }
 
-  private async claimLoop(slot: number, start: (job: Job) => Promise<void>): Promise<void> {
-    let failures = 0;
-    while (!this.draining) {
-      let jobs: Job[];
-      try {
-        ({ jobs } = await this.api.claim({ maxJobs: 1, waitSeconds: this.config.claimWaitSeconds, envKeys: [...this.heldEnvKeys].slice(0, 1000) }));
-        failures = 0;
-      } catch (err) {
-        failures++;
-        const delay = Math.round(Math.random() * Math.min(10_000, 250 * 2 ** failures));
-        if (failures === 1 || failures % 10 === 0) this.log(`slot ${slot}: claim failed (${(err as Error).message}); retrying`);
-        await sleep(delay);
-        continue;
-      }
-      for (const job of jobs) {
-        if (this.stopping) {
-          await this.api.release(job.executionId, job.attempt).catch(() => undefined);
-          continue;
-        }
-        await start(job);
-      }
-    }
-  }
-
-  /** Starts a job: `containerDone` when its container is gone, `done` when it has reported. */
-  private runJob(job: Job): { containerDone: Promise<void>; done: Promise<void> } {
-    const run = new JobRun(job, {
-      api: this.api,
-      runtime: this.runtime!,
-      docker: this.docker,
-      config: this.config,
-      runnerId: this.identity!.runnerId,
-      heartbeatMs: this.identity!.heartbeatSeconds * 1000,
-      leaseMs: this.identity!.leaseSeconds * 1000,
-      heldEnvKeys: this.heldEnvKeys,
-      log: this.log,
-      remoteDispatcher: this.remoteDispatcher,
-    });
+  /** Starts a job in its slot; its lease is renewed until it has reported. */
+  private runJob(run: JobRun): StartedJob {
+    const { job } = run;
     this.running.add(run);
     this.log(`job ${job.executionId} attempt ${job.attempt} started`);
     const done = run.run().finally(() => {
+      this.heartbeat.drop(run);
       this.running.delete(run);
       this.log(`job ${job.executionId} attempt ${job.attempt} finished`);
     });
     return { containerDone: run.containerDone, done };
   }
 
-  /** Stop claiming; wait for open claims to return and running jobs to finish. Idempotent. */
+  /** A job the slots cannot take: its lease goes back at once. */
+  private async giveBack(run: JobRun): Promise<void> {
+    this.heartbeat.drop(run);
+    this.log(`job ${run.job.executionId} attempt ${run.job.attempt}: no free slot (the claim answered more jobs than asked for); released`);
+    await this.api.release(run.job.executionId, run.job).catch(() => undefined);
+  }
+
+  /** Stop claiming; wait for the open claim to return and running jobs to finish. Idempotent. */
   drain(): Promise<void> {
     this.draining = true;
+    this.slots.drain();
     this.drained ??= (async () => {
-      await Promise.all(this.loops);
-      await this.stopHeartbeat();
+      await this.claiming;
+      await this.heartbeat.stop();
       this.onDrained?.();
     })();
     return this.drained;
@@ -229,17 +218,13 @@ export class RunnerAgent {
   async kill(): Promise<void> {
     this.draining = true;
     this.stopping = true;
+    this.slots.drain();
     for (const run of this.running) run.shutdown();
     while (this.running.size) await sleep(50);
-    // Open long-polls may still hand out a job; wait for them (bounded) so it is released, not lost.
-    await Promise.race([Promise.all(this.loops), sleep(this.config.claimWaitSeconds * 1000 + 2000)]);
+    // An open long poll may still hand out jobs; wait for it (bounded) so they are released, not lost.
+    await Promise.race([this.claiming, sleep(this.config.claimWaitSeconds * 1000 + 2000)]);
     for (const run of this.running) run.shutdown();
     while (this.running.size) await sleep(50);
-    await this.stopHeartbeat();
-  }
-
-  private async stopHeartbeat(): Promise<void> {
-    clearInterval(this.heartbeatTimer);
-    await this.api.heartbeat({ activeJobs: this.running.size, draining: true }).catch(() => undefined);
+    await this.heartbeat.stop();
   }
 }

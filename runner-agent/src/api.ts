@@ -8,13 +8,14 @@ import { LIMITS } from '../../shared/limits.js';
 import {
   AppendLogsResponse,
   ClaimResponse,
+  CompleteManyResponse,
   CompleteResponse,
-  JobHeartbeatResponse,
   PresignOutputsResponse,
   RegisterRunnerResponse,
   RunnerHeartbeatResponse,
   type AppendLogsRequest,
   type ClaimRequest,
+  type Completion,
   type CompleteRequest,
   type PresignOutputsRequest,
   type RegisterRunnerRequest,
@@ -55,6 +56,17 @@ export interface CallOptions {
   /** Abort after this long with ApiTimeoutError; CALL_TIMEOUT_MS by default. */
   timeoutMs?: number;
 }
+
+/**
+ * The body of a call about one job: its attempt (fencing) and the dispatcher shard that leased it
+ * are required here, although the wire schema defaults a missing shard to 0, so that a call that
+ * forgets the shard does not compile (it would reach the wrong shard).
+ */
+export interface JobRef {
+  attempt: number;
+  shard: number;
+}
+export type Fenced<T> = T & JobRef;
 
 export class RunnerApi {
   token: string | undefined;
@@ -102,39 +114,52 @@ export class RunnerApi {
   register(body: RegisterRunnerRequest) {
     return this.call('/runner/v1/register', body, RegisterRunnerResponse);
   }
-  heartbeat(body: RunnerHeartbeatRequest) {
-    return this.call('/runner/v1/heartbeat', body, RunnerHeartbeatResponse);
+  /**
+   * Liveness, and the renewal (and acknowledgement) of every lease the runner holds.
+   * `timeoutMs`: the heartbeat interval, so a hung call never delays the next one by more.
+   */
+  heartbeat(body: RunnerHeartbeatRequest, timeoutMs?: number) {
+    return this.call('/runner/v1/heartbeat', body, RunnerHeartbeatResponse, { timeoutMs });
   }
   /** A long poll: it may take `waitSeconds`, plus 10 s for the answer. */
   claim(body: ClaimRequest, signal?: AbortSignal) {
     return this.call('/runner/v1/claim', body, ClaimResponse, { signal, timeoutMs: ((body.waitSeconds ?? LIMITS.maxClaimWaitSeconds) + 10) * 1000 });
   }
-  /** `timeoutMs`: the job's heartbeat interval, so a hung call never delays the next one by more. */
-  jobHeartbeat(executionId: string, attempt: number, timeoutMs?: number) {
-    return this.call(`/runner/v1/executions/${executionId}/heartbeat`, { attempt }, JobHeartbeatResponse, { timeoutMs });
+  /** Gives a job back (kill, shutdown): requeued at once, at no cost of an attempt. */
+  release(executionId: string, ref: JobRef) {
+    return this.call(`/runner/v1/executions/${executionId}/release`, { attempt: ref.attempt, shard: ref.shard }, z.object({ ok: z.literal(true) }));
   }
-  release(executionId: string, attempt: number) {
-    return this.call(`/runner/v1/executions/${executionId}/release`, { attempt }, z.object({ ok: z.literal(true) }));
-  }
-  appendLogs(executionId: string, body: AppendLogsRequest, signal?: AbortSignal) {
+  appendLogs(executionId: string, body: Fenced<AppendLogsRequest>, signal?: AbortSignal) {
     return this.call(`/runner/v1/executions/${executionId}/logs`, body, AppendLogsResponse, { signal });
   }
   /** Up to 1000 files at once: more time than the default. */
-  presignOutputs(executionId: string, body: PresignOutputsRequest, signal?: AbortSignal) {
+  presignOutputs(executionId: string, body: Fenced<PresignOutputsRequest>, signal?: AbortSignal) {
     return this.call(`/runner/v1/executions/${executionId}/outputs/presign`, body, PresignOutputsResponse, { signal, timeoutMs: 60_000 });
   }
-  multipartCreate(executionId: string, body: CreateMultipartRequest & { attempt: number }) {
+  multipartCreate(executionId: string, body: Fenced<CreateMultipartRequest>) {
     return this.call(`/runner/v1/executions/${executionId}/uploads/multipart`, body, CreateMultipartResponse);
   }
-  multipartComplete(executionId: string, body: CompleteMultipartRequest & { attempt: number }) {
+  multipartComplete(executionId: string, body: Fenced<CompleteMultipartRequest>) {
     return this.call(`/runner/v1/executions/${executionId}/uploads/multipart/complete`, body, z.object({ ok: z.literal(true) }));
   }
-  multipartAbort(executionId: string, body: AbortMultipartRequest & { attempt: number }) {
+  multipartAbort(executionId: string, body: Fenced<AbortMultipartRequest>) {
     return this.call(`/runner/v1/executions/${executionId}/uploads/multipart/abort`, body, z.object({ ok: z.literal(true) }));
   }
-  /** The control plane checks every output in the object store first: more time than the default. */
-  complete(executionId: string, body: CompleteRequest) {
+  /**
+   * One completion. The agent sends completions through completeMany (completions.ts); this
+   * single route stays for tools that report one job. The control plane checks every output in
+   * the object store first: more time than the default.
+   */
+  complete(executionId: string, body: Fenced<CompleteRequest>) {
     return this.call(`/runner/v1/executions/${executionId}/complete`, body, CompleteResponse, { timeoutMs: 60_000 });
+  }
+  /**
+   * Several completions, one result each, in order: a 2xx answer can still hold refused items
+   * (each with the status and error it would have had alone). Like complete(), the control plane
+   * checks outputs in the object store first: more time than the default.
+   */
+  completeMany(completions: Fenced<Completion>[], timeoutMs = 60_000) {
+    return this.call('/runner/v1/complete', { completions }, CompleteManyResponse, { timeoutMs });
   }
 }
 

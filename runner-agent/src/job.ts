@@ -2,6 +2,9 @@
  * One attempt of one job, start to finish (STYLE.md #5: start first, finish last, always
  * finish). `run()` never throws: every path ends in a completion report (or, when the attempt was
  * taken away, in silence), and the job directory is removed in `finally`.
+ *
+ * The agent's heartbeat (heartbeat.ts) renews this job's lease from the claim answer until run()
+ * has returned and tells it to stop through the LeaseHolder methods (cancel, stale, leaseLost).
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
@@ -11,7 +14,9 @@ import type { FailureKind } from '../../shared/lifecycle.js';
 import { LIMITS, RUNTIMES } from '../../shared/limits.js';
 import { envImageTag, envKey } from '../../shared/hashing.js';
 import { normalizeRequirements } from '../../shared/requirements.js';
-import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
+import { ApiCallError, isAttemptOver, type JobRef, type RunnerApi } from './api.js';
+import type { CompletionBatcher } from './completions.js';
+import type { LeaseHolder } from './heartbeat.js';
 import { withRetry } from './retry.js';
 import { LogShipper } from './logs.js';
 import { contentTypeFor, downloadVerified, fetchRemote, isTransientTransferError, scanTree, sha256File, type DownloadSpec, type FileEntry } from './files.js';
@@ -27,8 +32,8 @@ export interface JobDeps {
   docker: Docker;
   config: RunnerConfig;
   runnerId: string;
-  heartbeatMs: number;
-  leaseMs: number;
+  /** Completions go through the agent's batcher (one request for those ready together). */
+  completions: Pick<CompletionBatcher, 'complete'>;
   /** Env keys of images this runner holds (reported for dispatcher affinity). */
   heldEnvKeys: Set<string>;
   log: (line: string) => void;
@@ -61,7 +66,7 @@ type StopReason = 'canceled' | 'stale' | 'lease_lost' | 'shutdown';
 /** The completion message is limited by the API (CompleteRequest.message). */
 const MAX_MESSAGE = 4000;
 
-export class JobRun {
+export class JobRun implements LeaseHolder {
   /** Aborted on every stop: the container, downloads, the build and output uploads end. */
   private readonly stopper = new AbortController();
   /**
@@ -91,6 +96,31 @@ export class JobRun {
     this.stop('shutdown');
   }
 
+  /** LeaseHolder: the heartbeat renews this lease until the attempt is given up. */
+  get holding(): boolean {
+    return !this.abandonedReason;
+  }
+
+  /** LeaseHolder: the execution was canceled; the job still ships its logs and reports `canceled`. */
+  cancel(): void {
+    this.stop('canceled');
+  }
+
+  /** LeaseHolder: the attempt is over on the control plane; report nothing. */
+  stale(): void {
+    this.stop('stale');
+  }
+
+  /** LeaseHolder: no renewal for (almost) a lease; the job is (or will be) requeued elsewhere. */
+  leaseLost(): void {
+    this.stop('lease_lost');
+  }
+
+  /** What every call about this job names. */
+  private get ref(): JobRef {
+    return { attempt: this.job.attempt, shard: this.job.shard };
+  }
+
   /** A canceled attempt may still be abandoned later (lease lost while its logs upload); nothing else changes a stop. */
   private stop(reason: StopReason): void {
     if (reason === 'canceled' ? this.stopReason : this.abandonedReason) return;
@@ -107,11 +137,10 @@ export class JobRun {
   async run(): Promise<void> {
     const { job, deps } = this;
     const logDir = join(this.dir, 'logs');
-    const heartbeat = this.startHeartbeat();
     let logs: LogShipper | undefined;
     try {
       await mkdir(logDir, { recursive: true });
-      logs = new LogShipper(deps.api, job.executionId, job.attempt, logDir, deps.config.maxStreamedLogBytes, this.abandoned.signal);
+      logs = new LogShipper(deps.api, job.executionId, this.ref, logDir, deps.config.maxStreamedLogBytes, this.abandoned.signal);
       let result: Outcome;
       try {
         result = await this.execute(logs);
@@ -124,8 +153,8 @@ export class JobRun {
         result = { ...result, outcome: 'failed', failureKind: 'canceled', message: 'canceled by user', outputs: [] };
       }
       if (result.message && result.outcome === 'failed') logs.system(`[rgrid] ${result.message}`);
-      // The heartbeat goes on until finish() has returned: uploading the outputs can take longer
-      // than a lease (big files, a store outage), and a slow upload is not a lost runner (F2).
+      // The lease is renewed until run() has returned: uploading the outputs can take longer than
+      // a lease (big files, a store outage), and a slow upload is not a lost runner (F2).
       const logFiles = await logs.close();
       logs = undefined;
       await this.finish(result, logFiles.map((f) => ({ path: f.name, localPath: f.localPath, size: f.size })));
@@ -133,49 +162,9 @@ export class JobRun {
       deps.log(`job ${job.executionId} attempt ${job.attempt}: could not be finished: ${(err as Error).message}`);
     } finally {
       this.containerDoneResolve();
-      clearInterval(heartbeat);
       await logs?.close().catch(() => undefined);
       await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
     }
-  }
-
-  /**
-   * The job heartbeat, every `heartbeatMs` until run() ends. The lease check comes first on every
-   * tick, independent of the call: a call that hangs (a control plane that drops packets) must not
-   * keep this copy running while the job is requeued elsewhere (F1). One call at a time, each
-   * bounded by the interval, so a hung call delays the next by at most one tick.
-   *
-   * The check counts from when the last good heartbeat was *sent* (the control plane extended the
-   * lease no earlier than that) and gives up one interval before the lease runs out, so the
-   * container is usually gone by the time the control plane requeues the job (F11).
-   */
-  private startHeartbeat(): NodeJS.Timeout {
-    const { deps, job } = this;
-    const giveUpMs = Math.max(deps.heartbeatMs, deps.leaseMs - deps.heartbeatMs);
-    let lastOk = Date.now();
-    let inFlight = false;
-    return setInterval(async () => {
-      // A canceled attempt keeps its lease while its logs upload and it reports.
-      if (this.abandonedReason) return;
-      if (Date.now() - lastOk > giveUpMs) {
-        // Cut off from the control plane for (almost) a lease: the job has been (or will be)
-        // requeued elsewhere, so this copy must stop and never report.
-        this.stop('lease_lost');
-        return;
-      }
-      if (inFlight) return;
-      inFlight = true;
-      const sentAt = Date.now();
-      try {
-        const hb = await deps.api.jobHeartbeat(job.executionId, job.attempt, deps.heartbeatMs);
-        lastOk = sentAt;
-        if (hb.cancel) this.stop('canceled');
-      } catch (err) {
-        if (isAttemptOver(err)) this.stop('stale');
-      } finally {
-        inFlight = false;
-      }
-    }, deps.heartbeatMs).unref();
   }
 
   private async execute(logs: LogShipper): Promise<Outcome> {
@@ -309,7 +298,7 @@ export class JobRun {
 
   /**
    * Uploads outputs and logs, then reports. Skipped when the attempt is no longer ours, before or
-   * during the uploads (the heartbeat still runs and aborts them).
+   * during the uploads (the heartbeat still renews the lease, and a stop aborts them).
    */
   private async finish(result: Outcome, logFiles: { path: string; localPath: string; size: number }[]): Promise<void> {
     const { job, deps } = this;
@@ -330,21 +319,19 @@ export class JobRun {
     if (report.message && report.message.length > MAX_MESSAGE) report = { ...report, message: report.message.slice(0, MAX_MESSAGE - 1) + '…' };
     const files = (r: typeof outputs) => (r.ok ? r.files : []);
     try {
-      await withRetry(
-        () =>
-          deps.api.complete(job.executionId, {
-            attempt: job.attempt,
-            outcome: report.outcome,
-            failureKind: report.failureKind,
-            exitCode: report.exitCode,
-            message: report.message,
-            outputs: report.outcome === 'failed' && (report.failureKind === 'internal' || report.failureKind === 'canceled') ? [] : files(outputs),
-            logs: files(logs),
-            cache: report.cache,
-            durationMs: report.durationMs,
-          }),
-        { budgetMs: 5 * 60_000, onRetry: (err, ms) => deps.log(`completing ${job.executionId}: ${(err as Error).message}; retrying in ${ms} ms`) },
-      );
+      // The batcher retries 429, 5xx and network errors for 5 minutes; what it rejects is final.
+      await deps.completions.complete({
+        executionId: job.executionId,
+        ...this.ref,
+        outcome: report.outcome,
+        failureKind: report.failureKind,
+        exitCode: report.exitCode,
+        message: report.message,
+        outputs: report.outcome === 'failed' && (report.failureKind === 'internal' || report.failureKind === 'canceled') ? [] : files(outputs),
+        logs: files(logs),
+        cache: report.cache,
+        durationMs: report.durationMs,
+      });
     } catch (err) {
       if (err instanceof ApiCallError && isAttemptOver(err)) {
         deps.log(`job ${job.executionId} attempt ${job.attempt}: completion refused (${err.message})`);
@@ -363,7 +350,7 @@ export class JobRun {
       return true;
     }
     if (reason === 'shutdown') {
-      await deps.api.release(job.executionId, job.attempt).catch(() => undefined);
+      await deps.api.release(job.executionId, this.ref).catch(() => undefined);
       return true;
     }
     return false;
@@ -399,14 +386,14 @@ export class JobRun {
       for (let i = 0; i < refs.length; i += 1000) {
         const part = refs.slice(i, i + 1000);
         const { uploads } = await withRetry(
-          () => deps.api.presignOutputs(job.executionId, { attempt: job.attempt, files: part.map((r) => ({ path: r.path, sha256: r.sha256, size: r.size, contentType: r.contentType, encoding: r.encoding })) }, signal),
+          () => deps.api.presignOutputs(job.executionId, { ...this.ref, files: part.map((r) => ({ path: r.path, sha256: r.sha256, size: r.size, contentType: r.contentType, encoding: r.encoding })) }, signal),
           { budgetMs: 60_000, signal },
         );
         const bySha = new Map(part.map((r) => [r.sha256, r]));
         await parallel(uploads, 4, async (u) => {
           const f = bySha.get(u.sha256)!;
           const stored = { ...f, label: f.path };
-          if (isMultipart(f.storedSize)) await uploadMultipart(deps.api, job.executionId, job.attempt, stored, log, signal);
+          if (isMultipart(f.storedSize)) await uploadMultipart(deps.api, job.executionId, this.ref, stored, log, signal);
           else await uploadSingle(stored, u, log, signal);
         });
       }

@@ -20,6 +20,7 @@ let limit = LIMITS.maxJsonBodyBytes;
 let received: LogChunk[] = [];
 let bodySizes: number[] = [];
 let refused = 0;
+let refs: string[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'rgrid-logs-'));
@@ -34,8 +35,9 @@ beforeAll(async () => {
         return res.writeHead(413).end(JSON.stringify(errorEnvelope('payload_too_large', `body over ${limit} bytes`)));
       }
       bodySizes.push(body.length);
-      const { chunks } = JSON.parse(body.toString()) as { chunks: LogChunk[] };
+      const { chunks, attempt, shard } = JSON.parse(body.toString()) as { chunks: LogChunk[]; attempt: number; shard: number };
       received.push(...chunks);
+      refs.push(`${attempt}/${shard}`);
       res.writeHead(200).end(JSON.stringify({ accepted: chunks.length, duplicates: 0, truncated: false }));
     });
   });
@@ -51,6 +53,7 @@ beforeEach(() => {
   received = [];
   bodySizes = [];
   refused = 0;
+  refs = [];
 });
 
 const text = (chunks: LogChunk[], stream: string) => chunks.filter((c) => c.stream === stream).map((c) => c.data).join('');
@@ -58,7 +61,7 @@ const text = (chunks: LogChunk[], stream: string) => chunks.filter((c) => c.stre
 describe('LogShipper', () => {
   it('ships a burst far over the request limit in requests under it: everything up to the cap, in order, and the truncation notice', async () => {
     const cap = 4 * 1024 * 1024;
-    const logs = new LogShipper(api, 'exec_x', 1, await mkdtemp(join(dir, 'burst-')), cap);
+    const logs = new LogShipper(api, 'exec_x', { attempt: 1, shard: 0 }, await mkdtemp(join(dir, 'burst-')), cap);
     logs.write('stdout', Buffer.alloc(20 * 1024 * 1024, 'x'));
     await logs.close();
     expect(refused).toBe(0);
@@ -69,7 +72,7 @@ describe('LogShipper', () => {
   });
 
   it('counts serialized bytes, not characters: control characters that JSON escapes sixfold still fit', async () => {
-    const logs = new LogShipper(api, 'exec_y', 1, await mkdtemp(join(dir, 'ctl-')), 10 * 1024 * 1024);
+    const logs = new LogShipper(api, 'exec_y', { attempt: 1, shard: 0 }, await mkdtemp(join(dir, 'ctl-')), 10 * 1024 * 1024);
     logs.write('stderr', Buffer.alloc(3 * 1024 * 1024, 1));
     await logs.close();
     expect(refused).toBe(0);
@@ -78,11 +81,12 @@ describe('LogShipper', () => {
 
   it('splits a batch the API refuses as too large (413) instead of dropping it', async () => {
     limit = 200 * 1024; // a stricter server than the shipper assumes
-    const logs = new LogShipper(api, 'exec_z', 1, await mkdtemp(join(dir, 'split-')), 10 * 1024 * 1024);
+    const logs = new LogShipper(api, 'exec_z', { attempt: 2, shard: 7 }, await mkdtemp(join(dir, 'split-')), 10 * 1024 * 1024);
     logs.write('stdout', Buffer.alloc(2 * 1024 * 1024, 'y'));
     await logs.close();
     expect(refused).toBeGreaterThan(0);
     expect(text(received, 'stdout').length).toBe(2 * 1024 * 1024);
+    expect(new Set(refs)).toEqual(new Set(['2/7'])); // every push names the attempt and its shard
     expect(received.map((c) => c.seq)).toEqual(received.map((_, i) => i));
   });
 });

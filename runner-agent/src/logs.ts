@@ -10,7 +10,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { LogChunk } from '../../shared/api/runner.js';
 import type { LogStream } from '../../shared/api/executions.js';
 import { LIMITS } from '../../shared/limits.js';
-import { ApiCallError, isAttemptOver, type RunnerApi } from './api.js';
+import { ApiCallError, isAttemptOver, type JobRef, type RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 
 const CHUNK_CHARS = 32 * 1024;
@@ -43,7 +43,8 @@ export class LogShipper {
   constructor(
     private readonly api: RunnerApi,
     private readonly executionId: string,
-    private readonly attempt: number,
+    /** The attempt and shard every push names. */
+    private readonly ref: JobRef,
     private readonly logDir: string,
     private readonly maxStreamedBytes: number,
     /** Aborted when the attempt is no longer ours: stop sending (and retrying) at once. */
@@ -131,7 +132,7 @@ export class LogShipper {
   /** One request, retried; a batch the API finds too large (413) is split in halves, never dropped. */
   private async send(batch: LogChunk[]): Promise<void> {
     try {
-      await withRetry(() => this.api.appendLogs(this.executionId, { attempt: this.attempt, chunks: batch }, this.signal), { budgetMs: 30_000, signal: this.signal });
+      await withRetry(() => this.api.appendLogs(this.executionId, { attempt: this.ref.attempt, shard: this.ref.shard, chunks: batch }, this.signal), { budgetMs: 30_000, signal: this.signal });
     } catch (err) {
       if (!(err instanceof ApiCallError && err.status === 413)) throw err;
       // A single chunk (≤ 32 K characters) cannot be split further: only it is lost.

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { request } from 'undici';
 import { MULTIPART_PART_BYTES, MULTIPART_THRESHOLD_BYTES, type PresignedRequest } from '../../shared/api/common.js';
-import type { RunnerApi } from './api.js';
+import type { JobRef, RunnerApi } from './api.js';
 import { withRetry } from './retry.js';
 import { TransferError, isTransientTransferError, summarizeErrorBody } from './files.js';
 
@@ -71,9 +71,9 @@ export async function uploadSingle(file: StoredFile, upload: PresignedRequest, l
 }
 
 /** Parts in parallel through the runner's multipart endpoints; aborted on failure. */
-export async function uploadMultipart(api: RunnerApi, executionId: string, attempt: number, file: StoredFile, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
+export async function uploadMultipart(api: RunnerApi, executionId: string, ref: JobRef, file: StoredFile, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
   const start = await withRetry(
-    () => api.multipartCreate(executionId, { attempt, sha256: file.sha256, size: file.size, storedSize: file.storedSize, encoding: file.encoding, partSize: MULTIPART_PART_BYTES }),
+    () => api.multipartCreate(executionId, { attempt: ref.attempt, shard: ref.shard, sha256: file.sha256, size: file.size, storedSize: file.storedSize, encoding: file.encoding, partSize: MULTIPART_PART_BYTES }),
     { budgetMs: 60_000, signal },
   );
   if (!start.uploadId) return; // already stored
@@ -101,9 +101,9 @@ export async function uploadMultipart(api: RunnerApi, executionId: string, attem
         }
       }),
     );
-    await withRetry(() => api.multipartComplete(executionId, { attempt, sha256: file.sha256, size: file.size, encoding: file.encoding, uploadId, parts: etags }), { budgetMs: 60_000, signal });
+    await withRetry(() => api.multipartComplete(executionId, { attempt: ref.attempt, shard: ref.shard, sha256: file.sha256, size: file.size, encoding: file.encoding, uploadId, parts: etags }), { budgetMs: 60_000, signal });
   } catch (err) {
-    await api.multipartAbort(executionId, { attempt, sha256: file.sha256, uploadId }).catch(() => undefined);
+    await api.multipartAbort(executionId, { attempt: ref.attempt, shard: ref.shard, sha256: file.sha256, uploadId }).catch(() => undefined);
     throw err;
   }
 }
