@@ -2,7 +2,14 @@
  * Counts D1 round trips (each statement run, each batch) per isolate, for the dispatch bench's
  * "D1 round trips per job". Costs an increment per call; nothing else changes.
  */
-export const d1Counter = { isolate: crypto.randomUUID(), roundTrips: 0 };
+export const d1Counter = {
+  roundTrips: 0,
+  id: '',
+  /** Drawn on first use: workerd allows no random values at module scope. */
+  get isolate(): string {
+    return (this.id ||= crypto.randomUUID());
+  },
+};
 
 const RUNS = new Set(['run', 'all', 'first', 'raw']);
 
