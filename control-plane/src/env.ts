@@ -4,7 +4,6 @@
  */
 import { z } from 'zod';
 import { DEFAULTS, LIMITS } from '../../shared/limits.js';
-import type { LeaseTiming } from '../../shared/api/runner.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { BatchTracker } from './batches/tracker.js';
 
@@ -71,18 +70,7 @@ const ConfigSchema = z.object({
 });
 export type Config = z.infer<typeof ConfigSchema>;
 
-/**
- * The lease, the heartbeat interval and the rule between them, in one place (sent to runners with
- * every claim and heartbeat answer; runners store none of it). A runner heartbeats at least four
- * times per lease unless HEARTBEAT_SECONDS says otherwise, and never less often than every 10 s,
- * so a lease survives a lost heartbeat or two. An answer that reaches no runner is noticed after
- * `offerSeconds` (no heartbeat acknowledged it) and goes back to the queue without costing an attempt.
- */
-export function leaseTiming(config: Pick<Config, 'leaseSeconds' | 'heartbeatSeconds'>): LeaseTiming {
-  const leaseSeconds = config.leaseSeconds;
-  const heartbeatSeconds = Math.min(config.heartbeatSeconds ?? Math.max(1, Math.min(DEFAULTS.heartbeatSeconds, Math.floor(leaseSeconds / 4))), Math.max(1, leaseSeconds - 1));
-  return { leaseSeconds, heartbeatSeconds, offerSeconds: Math.max(heartbeatSeconds * 2, Math.min(leaseSeconds, 10)) };
-}
+export { leaseTiming } from '../../shared/lease.js';
 
 const parsed = new WeakMap<object, Config>();
 
