@@ -24,14 +24,14 @@
  * separately. The admin call's own round trips (it reads the pool row) are subtracted.
  *
  * Then (if BENCH_DISPATCH_COMPARE_JOBS > 0) an interleaved comparison of fleet shapes
- * (BENCH_DISPATCH_SHAPES, e.g. "20x8,160x1": runners × slots), rounds alternating, and the cost
+ * (BENCH_DISPATCH_SHAPES, e.g. "20x8,40x4": runners × slots), rounds alternating, and the cost
  * per request of each runner route, one request at a time.
  *
  * Settings: BENCH_JOBS (10000), BENCH_DISPATCH_RUNNERS (20), BENCH_DISPATCH_SLOTS (8),
  * BENCH_DISPATCH_WAIT (claim waitSeconds, 5), BENCH_DISPATCH_RUN_MS (per job "run" time, 0),
  * BENCH_DISPATCH_HEALTH (GET /health requests for the CPU baseline, 2000),
  * BENCH_DISPATCH_COMPARE_JOBS (jobs per round of the comparison, 2000; 0 skips it),
- * BENCH_DISPATCH_COMPARE_ROUNDS (2 per shape), BENCH_DISPATCH_SHAPES ("20x8,160x1"),
+ * BENCH_DISPATCH_COMPARE_ROUNDS (2 per shape), BENCH_DISPATCH_SHAPES ("20x8,40x4"),
  * BENCH_DISPATCH_ROUTE_SAMPLES (jobs for the per-route costs, 400; 0 skips it).
  */
 import { createHash } from 'node:crypto';
@@ -56,7 +56,7 @@ const RUN_MS = intEnv('BENCH_DISPATCH_RUN_MS', 0, 0);
 const HEALTH = intEnv('BENCH_DISPATCH_HEALTH', 2000);
 const COMPARE_JOBS = intEnv('BENCH_DISPATCH_COMPARE_JOBS', 2000, 0);
 const COMPARE_ROUNDS = intEnv('BENCH_DISPATCH_COMPARE_ROUNDS', 2);
-const SHAPES = strEnv('BENCH_DISPATCH_SHAPES', '20x8,160x1')
+const SHAPES = strEnv('BENCH_DISPATCH_SHAPES', '20x8,40x4')
   .split(',')
   .map((s) => {
     const m = /^(\d+)x(\d+)$/.exec(s.trim());
@@ -100,8 +100,10 @@ class Conn {
         if (signal?.aborted || attempt >= 5 || (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET')) throw err;
         socketErrors++;
         log(`${path}: ${code} (${(err as Error).message}); retrying`);
-        // A closed client cannot be reused.
+        // A fresh client for the retry; the old one is let go.
+        const old = this.client;
         this.client = new Client(this.baseUrl, { pipelining: 1, keepAliveTimeout: 60_000 });
+        void old.destroy().catch(() => undefined);
       }
     }
   }
@@ -296,7 +298,7 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
     const heartbeat = async () => {
       const jobs = [...held.values()].map((j) => ({ executionId: j.executionId, attempt: j.attempt, shard: j.shard }));
       const s = performance.now();
-      const res = await runner.heartbeatConn.post<RunnerHeartbeatResponse>(runner.token, '/runner/v1/heartbeat', { activeJobs: held.size, draining: false, jobs }, stop.signal);
+      const res = await runner.heartbeatConn.post<RunnerHeartbeatResponse>(runner.token, '/runner/v1/heartbeat', { activeJobs: held.size, draining: false, jobs });
       r.heartbeatLatency.push(performance.now() - s);
       r.heartbeats++;
       r.timing ??= res.timing;
@@ -313,7 +315,7 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
       const batch = queue.splice(0, 32);
       try {
         const s = performance.now();
-        const res = await runner.completeConn.post<CompleteManyResponse>(runner.token, '/runner/v1/complete', { completions: batch }, stop.signal);
+        const res = await runner.completeConn.post<CompleteManyResponse>(runner.token, '/runner/v1/complete', { completions: batch });
         const e = performance.now();
         r.completeLatency.push(e - s);
         r.completeSizes.push(batch.length);
@@ -329,7 +331,7 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
         release(batch.length);
         if (completed >= total) allDone();
       } catch (err) {
-        if (!stop.signal.aborted) fail(err);
+        fail(err);
       } finally {
         sending = false;
       }
@@ -353,9 +355,10 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
 
     // The real agent also heartbeats every timing.heartbeatSeconds while it holds jobs.
     let periodic: NodeJS.Timeout | undefined;
+    const beats: Promise<unknown>[] = [];
     const schedule = (seconds: number) => {
       periodic ??= setInterval(() => {
-        if (held.size && !stop.signal.aborted) heartbeat().catch((err) => (stop.signal.aborted ? undefined : fail(err)));
+        if (held.size && !stop.signal.aborted) beats.push(heartbeat().catch(fail));
       }, seconds * 1000);
     };
 
@@ -366,7 +369,9 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
           continue;
         }
         const s = performance.now();
-        const res = await runner.claimConn.post<ClaimResponse>(runner.token, '/runner/v1/claim', { maxJobs: free, waitSeconds: WAIT }, stop.signal);
+        // Never aborted: a long-poll cut on this side would stay waiting in the Dispatcher and take jobs
+        // of the next phase as offers nobody acknowledges. The loop ends when its last long-poll does.
+        const res = await runner.claimConn.post<ClaimResponse>(runner.token, '/runner/v1/claim', { maxJobs: free, waitSeconds: WAIT });
         const e = performance.now();
         r.claimRequests++;
         schedule(res.timing.heartbeatSeconds);
@@ -384,9 +389,10 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
         for (const j of res.jobs) void run(j);
       }
     } catch (err) {
-      if (!stop.signal.aborted) fail(err);
+      fail(err);
     } finally {
       if (periodic) clearInterval(periodic);
+      await Promise.all(beats);
     }
   };
 
@@ -394,17 +400,14 @@ async function drive(bench: BenchStack, runners: SimRunner[], total: number): Pr
   await Promise.race([done, loops]);
   const wallMs = r.completedAt.length ? Math.max(...r.completedAt) : performance.now() - t0;
   stop.abort();
+  // The trailing long-polls end empty within WAIT seconds.
   await loops;
   if (failure) throw failure;
+  if (r.reclaimed) log(`${r.reclaimed} jobs were handed out again (attempt > 1)`);
   if (completed !== total) throw new Error(`completed ${completed} of ${total}`);
   await settled(bench);
   const b = await cpuSnapshot();
   const m1 = await d1Mark(bench);
-  // Aborted requests leave their connections unusable.
-  for (const x of runners) {
-    await x.claimConn.close();
-    x.claimConn = new Conn(bench.stack.apiUrl);
-  }
   return { ...r, wallMs, cpu: cpuDelta(a, b, { runnerPids: [] }), d1: d1Between(m0, m1) };
 }
 
