@@ -32,7 +32,7 @@
  * BENCH_DISPATCH_HEALTH (GET /health requests for the CPU baseline, 2000),
  * BENCH_DISPATCH_COMPARE_JOBS (jobs per round of the comparison, 2000; 0 skips it),
  * BENCH_DISPATCH_COMPARE_ROUNDS (2 per shape), BENCH_DISPATCH_SHAPES ("20x8,40x4"),
- * BENCH_DISPATCH_ROUTE_SAMPLES (jobs for the per-route costs, 400; 0 skips it).
+ * BENCH_DISPATCH_ROUTE_SAMPLES (jobs for the per-route costs, 800; 0 skips it).
  */
 import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -63,7 +63,7 @@ const SHAPES = strEnv('BENCH_DISPATCH_SHAPES', '20x8,40x4')
     if (!m) throw new Error(`BENCH_DISPATCH_SHAPES: "${s}" is not RUNNERSxSLOTS`);
     return { runners: Number(m[1]), slots: Number(m[2]) };
   });
-const ROUTE_SAMPLES = intEnv('BENCH_DISPATCH_ROUTE_SAMPLES', 400, 0);
+const ROUTE_SAMPLES = intEnv('BENCH_DISPATCH_ROUTE_SAMPLES', 800, 0);
 const FULL = JOBS === 10_000 && RUNNERS === 20 && SLOTS === 8 && RUN_MS === 0;
 /** The issue's targets. */
 const TARGETS = { jobsPerSecond: 500, claimP99Ms: 250, claimMaxMs: 2000, cpuOverHealth: 2, d1PerJob: 0.1 };
