@@ -172,7 +172,8 @@ describe('hostile input: the API', () => {
     }
     cases.push({ what: 'log chunk of 70k characters', method: 'POST', path: `/runner/v1/executions/${VALID_ID}/logs`, token: rt, body: { attempt: 1, chunks: [{ seq: 0, stream: 'stdout', data: 'x'.repeat(70_000) }] }, status: 400, code: 'bad_request' });
     cases.push({ what: 'claim with truncated JSON', method: 'POST', path: '/runner/v1/claim', token: rt, raw: '{', status: 400, code: 'bad_request' });
-    cases.push({ what: 'attempt 0', method: 'POST', path: `/runner/v1/executions/${VALID_ID}/heartbeat`, token: rt, body: { attempt: 0 }, status: 400, code: 'bad_request' });
+    cases.push({ what: 'attempt 0 in a heartbeat', method: 'POST', path: '/runner/v1/heartbeat', token: rt, body: { activeJobs: 1, jobs: [{ executionId: VALID_ID, attempt: 0 }] }, status: 400, code: 'bad_request' });
+    cases.push({ what: 'attempt 0 in a release', method: 'POST', path: `/runner/v1/executions/${VALID_ID}/release`, token: rt, body: { attempt: 0 }, status: 400, code: 'bad_request' });
     await runCases(cases);
   });
 

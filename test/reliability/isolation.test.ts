@@ -204,14 +204,20 @@ describe('runners', () => {
     const id = created.execution.id as string;
     const [job] = (await holder.ok('POST', '/runner/v1/claim', { waitSeconds: 0 })).jobs;
     expect(job).toMatchObject({ executionId: id, attempt: 1 });
+    const beat = (c: Client, attempt: number) => c.ok('POST', '/runner/v1/heartbeat', { activeJobs: 1, jobs: [{ executionId: id, attempt }] });
+    expect((await beat(holder, 1)).stale).toEqual([]); // acknowledges the claim, as a runner does
     expect((await stranger.ok('POST', '/runner/v1/claim', { waitSeconds: 0 })).jobs).toEqual([]);
+    // Heartbeats naming the job: a rival and the holder's wrong attempt learn it is stale; a
+    // runner of another pool only learns to stop, nothing of the job's state.
+    expect((await beat(rival, 1)).stale).toEqual([{ executionId: id, currentAttempt: 1, status: 'running' }]);
+    expect((await beat(holder, 2)).stale).toEqual([{ executionId: id, currentAttempt: 1, status: 'running' }]);
+    expect((await beat(stranger, 1)).stale).toEqual([{ executionId: id, currentAttempt: 0, status: 'failed' }]);
 
     const out = Buffer.from('fenced output');
     const file = { path: 'o.txt', sha256: sha256(out), size: out.length };
     const big = { sha256: sha256('big'), size: 6 * 1024 * 1024, storedSize: 6 * 1024 * 1024, partSize: 5 * 1024 * 1024 };
     const mp = await holder.ok('POST', `/runner/v1/executions/${id}/uploads/multipart`, { attempt: 1, ...big });
     const calls = (attempt: number): [string, string, unknown][] => [
-      ['heartbeat', `/runner/v1/executions/${id}/heartbeat`, { attempt }],
       ['logs', `/runner/v1/executions/${id}/logs`, { attempt, chunks: [{ seq: 0, stream: 'stdout', data: 'forged' }] }],
       ['presign outputs', `/runner/v1/executions/${id}/outputs/presign`, { attempt, files: [file] }],
       ['multipart create', `/runner/v1/executions/${id}/uploads/multipart`, { attempt, ...big }],
