@@ -240,7 +240,7 @@ describe('HeartbeatLoop: answers', () => {
 
 describe('HeartbeatLoop: lease loss (F1, F11)', () => {
   it('a healthy runner never loses a lease, whatever the timing (even a lease of at most two intervals)', async () => {
-    for (const t of [timing(2, 1, 1), timing(3, 1, 1), timing(4, 2, 2), timing(40, 10, 5)]) {
+    for (const t of [timing(2, 1, 1), timing(3, 1, 1), timing(4, 2, 2), timing(5, 4, 8), timing(40, 10, 5)]) {
       serverTiming = t;
       const a = holder();
       loop.start();
@@ -313,15 +313,21 @@ describe('HeartbeatLoop: lease loss (F1, F11)', () => {
     expect(calls.filter((c) => c.at === 8000).map(jobsOf)).toEqual([[]]);
   });
 
-  it('the window is at least two intervals (the next heartbeat and its timeout), even when the lease is shorter than three', async () => {
-    mode = 'fail';
-    loop.start();
-    const a = holder();
-    loop.claimed([a], timing(3, 2)); // 3 - 2 = 1 s would fall before the next heartbeat: 4 s
-    await at(3999);
-    expect(a.events).toEqual([]);
-    await at(4000);
-    expect(a.events).toEqual(['leaseLost@4000']);
+  it('the window is at least two intervals (the next heartbeat and its timeout), but never longer than the lease', async () => {
+    for (const [t, after] of [
+      [timing(5, 2), 4000], // 5 - 2 = 3 s would leave the heartbeat sent at 2 s less than its timeout: two intervals
+      [timing(3, 2), 3000], // two intervals would outlast the lease: the lease
+    ] as const) {
+      mode = 'fail';
+      loop.start();
+      const a = holder();
+      const from = now();
+      loop.claimed([a], t);
+      await at(from + after - 1);
+      expect(a.events).toEqual([]);
+      await at(from + after);
+      expect(a.events).toEqual([`leaseLost@${from + after}`]);
+    }
   });
 
   it('a job never acknowledged gives up when its offer ends, if that comes before the lease bound', async () => {

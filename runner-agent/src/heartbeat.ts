@@ -11,10 +11,11 @@
  * Lease loss (F1, F11): a job stops itself when no successful heartbeat that named it was *sent*
  * (the control plane renewed the lease no earlier than that) within leaseSeconds - heartbeatSeconds,
  * counted from the claim answer until one has: it gives up one interval before the lease ends, so
- * its container is usually gone before the job is handed out again. The window is never shorter
- * than two intervals: the next heartbeat and its timeout must fit in it, or a runner whose every
- * heartbeat succeeds would stop its own jobs (with a one-interval window the deadline falls on the
- * very moment the next heartbeat goes out). The check has its own timer, independent of the calls:
+ * its container is usually gone before the job is handed out again. The window is at least two
+ * intervals (the next heartbeat and its timeout must fit in it, or a runner whose every heartbeat
+ * succeeds would stop its own jobs: with a one-interval window the deadline falls on the very
+ * moment the next heartbeat goes out), but never longer than the lease itself (counted from the
+ * send, it then ends no later than the control plane's). The check has its own timer, independent of the calls:
  * a call that hangs (a control plane that drops packets) must not keep a job running while it is
  * requeued elsewhere; a call still in flight at the deadline does not count. One call at a time,
  * each bounded by the interval, so a hung call delays the next one by at most one tick.
@@ -148,7 +149,7 @@ export class HeartbeatLoop {
   private giveUpMs(lease: Lease): number {
     const t = this.timing;
     if (!t) return Infinity; // no lease without a claim answer, which carries the timing
-    const renewal = Math.max(2 * t.heartbeatSeconds, t.leaseSeconds - t.heartbeatSeconds) * 1000;
+    const renewal = Math.max(t.leaseSeconds - t.heartbeatSeconds, Math.min(2 * t.heartbeatSeconds, t.leaseSeconds)) * 1000;
     // Not yet acknowledged: the control plane takes the offer back after offerSeconds, whatever
     // the lease (the claim answer arrived after the offer started, so this is the latest bound).
     return lease.acked ? renewal : Math.min(renewal, t.offerSeconds * 1000);
