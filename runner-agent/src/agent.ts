@@ -38,6 +38,7 @@ export class RunnerAgent {
   private runtime: ContainerRuntime | undefined;
   private readonly docker: Docker;
   private readonly makeRuntime: (runnerId: string) => ContainerRuntime;
+  /** Jobs held from the claim answer until they have reported (activeJobs). */
   private readonly running = new Set<JobRun>();
   private readonly heldEnvKeys = new Set<string>();
   private remoteDispatcher: Dispatcher | undefined;
@@ -175,6 +176,7 @@ export class RunnerAgent {
           remoteDispatcher: this.remoteDispatcher,
         }),
     );
+    for (const run of runs) this.running.add(run);
     this.heartbeat.claimed(runs, timing);
     return runs;
   }
@@ -182,7 +184,6 @@ export class RunnerAgent {
   /** Starts a job in its slot; its lease is renewed until it has reported. */
   private runJob(run: JobRun): StartedJob {
     const { job } = run;
-    this.running.add(run);
     this.log(`job ${job.executionId} attempt ${job.attempt} started`);
     const done = run.run().finally(() => {
       this.heartbeat.drop(run);
@@ -195,6 +196,7 @@ export class RunnerAgent {
   /** A job the slots cannot take: its lease goes back at once. */
   private async giveBack(run: JobRun): Promise<void> {
     this.heartbeat.drop(run);
+    this.running.delete(run);
     this.log(`job ${run.job.executionId} attempt ${run.job.attempt}: no free slot (the claim answered more jobs than asked for); released`);
     await this.api.release(run.job.executionId, run.job).catch(() => undefined);
   }

@@ -239,6 +239,18 @@ describe('HeartbeatLoop: answers', () => {
 });
 
 describe('HeartbeatLoop: lease loss (F1, F11)', () => {
+  it('a healthy runner never loses a lease, whatever the timing (even a lease of at most two intervals)', async () => {
+    for (const t of [timing(2, 1, 1), timing(3, 1, 1), timing(4, 2, 2), timing(5, 4, 8), timing(40, 10, 5)]) {
+      serverTiming = t;
+      const a = holder();
+      loop.start();
+      loop.claimed([a], t);
+      await at(now() + 120_000);
+      expect([t, a.events]).toEqual([t, []]);
+      loop.drop(a);
+    }
+  });
+
   it('a new job stops exactly leaseSeconds - heartbeatSeconds after the claim answer when no heartbeat succeeds', async () => {
     mode = 'fail';
     loop.start();
@@ -278,7 +290,7 @@ describe('HeartbeatLoop: lease loss (F1, F11)', () => {
     mode = 'hang';
     loop.start();
     const a = holder();
-    loop.claimed([a], timing(5, 2)); // gives up after max(2, 5 - 2) = 3 s
+    loop.claimed([a], timing(7, 2)); // gives up after 7 - 2 = 5 s
     await at(6000);
     // Every call is cut at its timeout (the interval) and the next goes out at once.
     expect(calls.map((c) => [c.at, c.timeoutMs])).toEqual([
@@ -287,18 +299,35 @@ describe('HeartbeatLoop: lease loss (F1, F11)', () => {
       [4000, 2000],
       [6000, 2000],
     ]);
-    expect(a.events).toEqual(['leaseLost@3000']); // while the call sent at 2 s still hung
+    expect(a.events).toEqual(['leaseLost@5000']); // while the call sent at 4 s still hung
+    expect(calls.map(jobsOf)).toEqual([[], ids(a), ids(a), []]);
   });
 
-  it('gives up after at least one interval, even when the lease is shorter than two', async () => {
+  it('a heartbeat due at the deadline goes out without the job (it is given up first)', async () => {
     mode = 'fail';
     loop.start();
     const a = holder();
-    loop.claimed([a], timing(3, 2));
-    await at(1999);
-    expect(a.events).toEqual([]);
-    await at(2000);
-    expect(a.events).toEqual(['leaseLost@2000']);
+    loop.claimed([a], timing(10, 2)); // deadline 8 s, when a heartbeat is due too
+    await at(8000);
+    expect(a.events).toEqual(['leaseLost@8000']);
+    expect(calls.filter((c) => c.at === 8000).map(jobsOf)).toEqual([[]]);
+  });
+
+  it('the window is at least two intervals (the next heartbeat and its timeout), but never longer than the lease', async () => {
+    for (const [t, after] of [
+      [timing(5, 2), 4000], // 5 - 2 = 3 s would leave the heartbeat sent at 2 s less than its timeout: two intervals
+      [timing(3, 2), 3000], // two intervals would outlast the lease: the lease
+    ] as const) {
+      mode = 'fail';
+      loop.start();
+      const a = holder();
+      const from = now();
+      loop.claimed([a], t);
+      await at(from + after - 1);
+      expect(a.events).toEqual([]);
+      await at(from + after);
+      expect(a.events).toEqual([`leaseLost@${from + after}`]);
+    }
   });
 
   it('a job never acknowledged gives up when its offer ends, if that comes before the lease bound', async () => {

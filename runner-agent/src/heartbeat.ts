@@ -9,12 +9,16 @@
  * any time); before the first answer, a heartbeat goes out every DEFAULT_HEARTBEAT_MS.
  *
  * Lease loss (F1, F11): a job stops itself when no successful heartbeat that named it was *sent*
- * (the control plane renewed the lease no earlier than that) within leaseSeconds - heartbeatSeconds
- * (at least one interval), counted from the claim answer until one has: it gives up one interval
- * before the lease ends, so its container is usually gone before the job is handed out again. The
- * check has its own timer, independent of the calls: a call that hangs (a control plane that drops
- * packets) must not keep a job running while it is requeued elsewhere. One call at a time, each
- * bounded by the interval, so a hung call delays the next one by at most one tick.
+ * (the control plane renewed the lease no earlier than that) within leaseSeconds - heartbeatSeconds,
+ * counted from the claim answer until one has: it gives up one interval before the lease ends, so
+ * its container is usually gone before the job is handed out again. The window is at least two
+ * intervals (the next heartbeat and its timeout must fit in it, or a runner whose every heartbeat
+ * succeeds would stop its own jobs: with a one-interval window the deadline falls on the very
+ * moment the next heartbeat goes out), but never longer than the lease itself (counted from the
+ * send, it then ends no later than the control plane's). The check has its own timer, independent of the calls:
+ * a call that hangs (a control plane that drops packets) must not keep a job running while it is
+ * requeued elsewhere; a call still in flight at the deadline does not count. One call at a time,
+ * each bounded by the interval, so a hung call delays the next one by at most one tick.
  */
 import type { HeldJob, LeaseTiming, RunnerHeartbeatRequest, RunnerHeartbeatResponse } from '../../shared/api/runner.js';
 
@@ -141,11 +145,11 @@ export class HeartbeatLoop {
     await this.send();
   }
 
-  /** Time left before the job gives up, by the latest timing. */
+  /** How long after `since` the job gives up, by the latest timing. */
   private giveUpMs(lease: Lease): number {
     const t = this.timing;
     if (!t) return Infinity; // no lease without a claim answer, which carries the timing
-    const renewal = Math.max(t.heartbeatSeconds, t.leaseSeconds - t.heartbeatSeconds) * 1000;
+    const renewal = Math.max(t.leaseSeconds - t.heartbeatSeconds, Math.min(2 * t.heartbeatSeconds, t.leaseSeconds)) * 1000;
     // Not yet acknowledged: the control plane takes the offer back after offerSeconds, whatever
     // the lease (the claim answer arrived after the offer started, so this is the latest bound).
     return lease.acked ? renewal : Math.min(renewal, t.offerSeconds * 1000);
@@ -189,6 +193,9 @@ export class HeartbeatLoop {
   }
 
   private async send(): Promise<void> {
+    // A job at its deadline is given up before this heartbeat could renew it: renewing a lease
+    // whose container is being stopped would only delay its requeue by a lease.
+    this.checkLeases();
     const sentAt = Date.now();
     const timeoutMs = this.intervalMs;
     this.lastSentAt = sentAt;

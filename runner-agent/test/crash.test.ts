@@ -67,6 +67,9 @@ describe('runner crashes and shutdowns', () => {
   it('SIGKILL mid-job: requeued after the lease, completed once by another runner; the restart removes the orphan container', async () => {
     const a = startRunner('victim');
     const idA = await runnerId('victim');
+    // Protocol v2: lease timing comes with every claim and heartbeat answer, never from this file.
+    const stored = JSON.parse(await readFile(join(stack.runnerConfig('victim').workDir, 'runner.json'), 'utf8'));
+    expect(Object.keys(stored).sort()).toEqual(['apiUrl', 'pool', 'runnerId', 'runnerToken']);
     const script = 'import time, os\nprint("attempt starts", flush=True)\ntime.sleep(4)\nopen("result.txt", "w").write("done")\n';
     const e = await submit(stack, { script });
     const running = await waitStatus(stack, e.id, 'running');
@@ -129,6 +132,7 @@ describe('runner crashes and shutdowns', () => {
     await new Promise((res) => setTimeout(res, 300));
     r2.kill('SIGTERM');
     expect(await exited(r2)).toBe(130);
+    // Released, not expired: requeued at once, and the release cost the job no attempt.
     const back = await getExecution(stack, long.id);
     expect(back).toMatchObject({ status: 'queued', attempt: 1 });
     // Clean up: cancel the requeued job.
