@@ -25,7 +25,7 @@ export default defineConfig({
           ...nodeProject,
           name: 'node',
           include: ['bin/**/*.test.ts', 'shared/**/*.test.ts', 'runner-agent/**/*.test.ts', 'cli/**/*.test.ts', 'test/**/*.test.ts', 'control-plane/**/*.node.test.ts'],
-          exclude: ['test/reliability/**'],
+          exclude: ['test/reliability/**', 'test/chaos/**'],
         },
       },
       {
