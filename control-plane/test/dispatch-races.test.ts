@@ -220,6 +220,39 @@ describe('leases, pinned', () => {
     await expectAgreement(t);
   });
 
+  it('a late completion of a lease that expired and ended the execution (canceled, or out of attempts) is stale, not a duplicate', async () => {
+    const t = await newTenant();
+    const runner = await newRunner(t);
+    const { leaseSeconds } = leaseTiming(loadConfig(env as never));
+    let now = Date.now();
+    await withDispatcher(t.pool, (d) => void (d.now = () => now));
+    const expire = async () => {
+      now += leaseSeconds * 1000;
+      await withDispatcher(t.pool, (d) => d.alarm());
+    };
+    // Canceled while its runner was unreachable.
+    const a = await queuedExecution(t);
+    const ja = (await claim(runner.runnerToken)).jobs[0]!;
+    expect((await call('POST', `/api/v1/executions/${a.id}/cancel`, { token: t.key })).status).toBe(200);
+    await expire();
+    expect((await getExecution(t, a.id)).status).toBe('canceled');
+    const lateA = await complete(runner.runnerToken, a.id, ja.attempt);
+    expect(lateA.status).toBe(409);
+    expect(lateA.json.error).toMatchObject({ code: 'stale_attempt', details: { status: 'canceled', currentAttempt: ja.attempt } });
+    // Out of attempts (MAX_ATTEMPTS is 2 here).
+    const b = await queuedExecution(t);
+    await claim(runner.runnerToken);
+    await expire();
+    const jb = (await claim(runner.runnerToken)).jobs[0]!;
+    await expire();
+    expect(await getExecution(t, b.id)).toMatchObject({ status: 'failed', failureKind: 'runner_lost' });
+    const lateB = await complete(runner.runnerToken, b.id, jb.attempt);
+    expect(lateB.status).toBe(409);
+    expect(lateB.json.error.code).toBe('stale_attempt');
+    await withDispatcher(t.pool, (d) => void (d.now = Date.now));
+    await expectAgreement(t);
+  });
+
   it('lease timing comes from the control plane with every claim and heartbeat answer; registration stores none', async () => {
     const t = await newTenant();
     const reg = await call('POST', '/runner/v1/register', { body: { registrationToken: t.registrationToken, name: 'r', slots: 1 } });

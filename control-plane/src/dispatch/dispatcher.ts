@@ -468,6 +468,7 @@ export class Dispatcher extends DurableObject<Bindings> {
           expiresAt,
         }));
         this.finalize(row!, next.state, next.failureKind ?? null, now, {
+          completedBy: runnerId,
           exitCode: it.exitCode,
           message: it.message,
           envHit: it.envHit,
@@ -551,7 +552,21 @@ export class Dispatcher extends DurableObject<Bindings> {
     status: ExecutionState,
     failureKind: FailureKind | null,
     now: number,
-    extra: { exitCode?: number | null; message?: string | null; envHit?: boolean | null; buildSeconds?: number | null; durationMs?: number | null; artifacts?: ArtifactRow[]; cache?: OutboxEntry['cache'] },
+    extra: {
+      exitCode?: number | null;
+      message?: string | null;
+      envHit?: boolean | null;
+      buildSeconds?: number | null;
+      durationMs?: number | null;
+      artifacts?: ArtifactRow[];
+      cache?: OutboxEntry['cache'];
+      /**
+       * The runner whose completion ended it: only that runner's repeat of the completion is a
+       * duplicate. An execution ended by an expiry or a cancel has none, so a late completion of the
+       * lost attempt is stale, never "recorded".
+       */
+      completedBy?: string;
+    },
   ): void {
     const exec: ExecSnapshot = {
       ...this.snapshotOf(row),
@@ -568,7 +583,7 @@ export class Dispatcher extends DurableObject<Bindings> {
     this.sql.exec(`DELETE FROM jobs WHERE execution_id = ?`, row.execution_id);
     if (row.state === 'leased' && row.batch_id) this.sql.exec(`UPDATE batch_caps SET active = active - 1 WHERE batch_id = ?`, row.batch_id);
     if (row.batch_id) this.fillCap(row.batch_id);
-    this.remember(exec, row.account_id, row.runner_id);
+    this.remember(exec, row.account_id, extra.completedBy ?? null);
     // Artifacts travel in entries of at most 500 rows each; the final state comes with the last,
     // so an execution that reads as final in D1 has every artifact recorded.
     const artifacts = extra.artifacts ?? [];
