@@ -12,8 +12,8 @@ const nodeProject = {
  * Three projects: the control plane's tests run inside workerd (real D1 and Durable Objects);
  * everything else (shared, runner, CLI, end-to-end) runs in Node against real processes, two
  * files at a time (most of their time is spent waiting on containers and processes); then the
- * reliability suite (test/reliability) runs alone, one file at a time, because its fault tests
- * measure requeue and kill times against leases.
+ * reliability suite (test/reliability, and the dispatch chaos test in test/chaos) runs alone, one
+ * file at a time, because its fault tests measure requeue and kill times against leases.
  */
 export default defineConfig({
   test: {
@@ -32,7 +32,7 @@ export default defineConfig({
         test: {
           ...nodeProject,
           name: 'reliability',
-          include: ['test/reliability/**/*.test.ts'],
+          include: ['test/reliability/**/*.test.ts', 'test/chaos/**/*.test.ts'],
           maxWorkers: 1,
           sequence: { groupOrder: 1 },
         },

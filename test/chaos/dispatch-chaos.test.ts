@@ -17,6 +17,10 @@
  *   npx vitest run --project reliability test/chaos               # CI size: 1,000 jobs
  *   RGRID_CHAOS_FULL=1 npx vitest run --project reliability test/chaos   # 10,000 jobs
  *   RGRID_CHAOS_SEED=1234 …                                       # replay a seed's plan
+ *   RGRID_CHAOS_DUMP=1 …                                          # write every execution's history to a file
+ *
+ * On a violation it prints the first ones with the history of the executions named (D1 row, the
+ * Dispatcher's snapshot, every runner's hold and completion) and writes all of them to a file.
  *
  * A seed fixes the plan (items' durations, failures and outputs; which runners die, freeze or
  * duplicate; which executions are canceled and when); the interleaving is the machine's.
@@ -129,7 +133,7 @@ async function createBatches(rng: Rng): Promise<PlannedBatch[]> {
   return out;
 }
 
-/** Executions whose completion was accepted (or that were canceled by a user's call that ended them). */
+/** The share of executions a completion was accepted for (what the chaos events are timed by). */
 function progressOf(ledger: Ledger): number {
   const done = new Set<string>();
   for (const c of ledger.completions) if (c.answer === 'ok') done.add(c.executionId);
@@ -433,10 +437,13 @@ describe('dispatch chaos (simulated runners)', () => {
         const someIds = [...new Set(failing.flatMap(([, v]) => v.slice(0, 3).map((s) => /exec_[a-z0-9]+/.exec(s)?.[0]).filter(Boolean) as string[]))].slice(0, 6);
         for (const id of someIds) console.log(`[chaos] history of ${id}:\n${JSON.stringify(story(id), null, 1)}`);
         console.log(`[chaos] events:\n  ${ledger.events.join('\n  ')}`);
+      }
+      if (failing.length || process.env.RGRID_CHAOS_DUMP) {
+        // Every execution's history when RGRID_CHAOS_DUMP is set, else those named in a violation.
         const dump = join(tmpdir(), `rgrid-chaos-${SEED}-${Date.now()}.json`);
-        const violating = [...new Set(failing.flatMap(([, v]) => v.map((s) => /exec_[a-z0-9]+/.exec(s)?.[0]).filter(Boolean) as string[]))];
-        await writeFile(dump, JSON.stringify({ seed: SEED, violations, events: ledger.events, histories: violating.map(story) }, null, 1));
-        console.log(`[chaos] violations and the history of every execution named in them: ${dump}`);
+        const named = process.env.RGRID_CHAOS_DUMP ? ids : [...new Set(failing.flatMap(([, v]) => v.map((s) => /exec_[a-z0-9]+/.exec(s)?.[0]).filter(Boolean) as string[]))];
+        await writeFile(dump, JSON.stringify({ seed: SEED, violations, events: ledger.events, histories: named.map(story) }, null, 1));
+        console.log(`[chaos] violations, events and histories: ${dump}`);
       }
       expect.soft(violations.final, `seed ${SEED}: 1. final states, nothing live`).toEqual([]);
       expect.soft(violations.overlap, `seed ${SEED}: 2. no overlapping attempts`).toEqual([]);
