@@ -65,9 +65,10 @@ export const requireRunner = createMiddleware<AppEnv>(async (c, next) => {
     throw unauthorized('this endpoint takes a runner token (rgrid_rt_…)', 'User API keys only work on /api/v1.');
   }
   const now = Date.now();
-  const hash = await sha256Hex(token);
-  let hit = runnerCache.get(hash);
+  // Keyed by the token itself (kept only in this isolate's memory): a hit costs no hashing either.
+  let hit = runnerCache.get(token);
   if (!hit || hit.until <= now) {
+    const hash = await sha256Hex(token);
     const row = await c
       .get('db')
       .select({ runnerId: schema.runners.id, poolId: schema.pools.id, poolName: schema.pools.name, shards: schema.pools.dispatchShards })
@@ -76,11 +77,11 @@ export const requireRunner = createMiddleware<AppEnv>(async (c, next) => {
       .where(eq(schema.runners.tokenHash, hash))
       .get();
     if (!row) {
-      runnerCache.delete(hash);
+      runnerCache.delete(token);
       throw unauthorized('unknown runner token', 'Register again with a registration token.');
     }
     if (runnerCache.size >= RUNNER_CACHE_MAX) runnerCache.clear();
-    runnerCache.set(hash, (hit = { caller: row, until: now + RUNNER_AUTH_TTL_MS }));
+    runnerCache.set(token, (hit = { caller: row, until: now + RUNNER_AUTH_TTL_MS }));
   }
   c.set('runner', hit.caller);
   await next();

@@ -88,6 +88,8 @@ interface JobRow extends Record<string, SqlStorageValue> {
   payload: string;
 }
 
+type LeaseRow = Pick<JobRow, 'state' | 'attempt' | 'runner_id' | 'cancel_requested'>;
+
 interface FinishedRow extends Record<string, SqlStorageValue> {
   execution_id: string;
   account_id: string;
@@ -303,31 +305,38 @@ export class Dispatcher extends DurableObject<Bindings> {
 
   /** Synchronous: picks and offers ready jobs. No await may separate the SELECT from the UPDATE. */
   private take(args: ClaimArgs): ClaimedJob[] {
-    const rows = this.sql.exec<JobRow>(`SELECT * FROM jobs WHERE state = 'ready' ORDER BY seq LIMIT ?`, AFFINITY_WINDOW).toArray();
+    // The window: only what the choice needs (no payloads); the picked rows come back from the UPDATE.
+    const rows = this.sql
+      .exec<{ execution_id: string; env_key: string; seq: number }>(`SELECT execution_id, env_key, seq FROM jobs WHERE state = 'ready' ORDER BY seq LIMIT ?`, args.envKeys.length ? AFFINITY_WINDOW : args.maxJobs)
+      .toArray();
     if (!rows.length) return [];
     const held = new Set(args.envKeys);
-    const picked = rows
-      .map((r) => ({ r, affine: held.has(r.env_key) ? 0 : 1 }))
-      .sort((a, b) => a.affine - b.affine || a.r.seq - b.r.seq)
-      .slice(0, args.maxJobs)
-      .map((x) => x.r);
+    const picked = held.size
+      ? rows
+          .map((r) => ({ r, affine: held.has(r.env_key) ? 0 : 1 }))
+          .sort((a, b) => a.affine - b.affine || a.r.seq - b.r.seq)
+          .slice(0, args.maxJobs)
+          .map((x) => x.r)
+      : rows;
     const now = this.now();
     const offerUntil = now + this.timing.offerSeconds * 1000;
+    const leaseExpiresAt = now + this.timing.leaseSeconds * 1000;
     const out: ClaimedJob[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const r of picked) {
-        this.sql.exec(
-          `UPDATE jobs SET state = 'leased', attempt = attempt + 1, runner_id = ?, acked = 0, lease_deadline = ?, version = version + 1, started_at = COALESCE(started_at, ?)
-           WHERE execution_id = ?`,
-          args.runnerId,
-          offerUntil,
-          now,
-          r.execution_id,
-        );
-        if (r.batch_id) this.sql.exec(`UPDATE batch_caps SET active = active + 1 WHERE batch_id = ?`, r.batch_id);
-        const row = this.job(r.execution_id)!;
+        const row = this.sql
+          .exec<JobRow>(
+            `UPDATE jobs SET state = 'leased', attempt = attempt + 1, runner_id = ?, acked = 0, lease_deadline = ?, version = version + 1, started_at = COALESCE(started_at, ?)
+             WHERE execution_id = ? RETURNING *`,
+            args.runnerId,
+            offerUntil,
+            now,
+            r.execution_id,
+          )
+          .one();
+        if (row.batch_id) this.sql.exec(`UPDATE batch_caps SET active = active + 1 WHERE batch_id = ?`, row.batch_id);
         this.emit({ exec: this.snapshotOf(row), batchId: row.batch_id, at: now });
-        out.push({ executionId: row.execution_id, attempt: row.attempt, leaseExpiresAt: now + this.timing.leaseSeconds * 1000, accountId: row.account_id, payload: row.payload });
+        out.push({ executionId: row.execution_id, attempt: row.attempt, leaseExpiresAt, accountId: row.account_id, payload: row.payload });
       }
     });
     this.armAt(offerUntil);
@@ -373,7 +382,7 @@ export class Dispatcher extends DurableObject<Bindings> {
     const unknown: string[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const ref of args.jobs) {
-        const row = this.job(ref.executionId);
+        const row = this.leaseOf(ref.executionId);
         if (!this.holds(row, ref, args.runnerId)) {
           const d = this.staleDetails(ref.executionId, row);
           if (d) stale.push(d);
@@ -421,7 +430,12 @@ export class Dispatcher extends DurableObject<Bindings> {
     });
   }
 
-  private holds(row: JobRow | undefined, ref: HeldRef, runnerId: string): boolean {
+  /** The lease columns of a job (a renewal needs no payload). */
+  private leaseOf(executionId: string): LeaseRow | undefined {
+    return this.sql.exec<LeaseRow>(`SELECT state, attempt, runner_id, cancel_requested FROM jobs WHERE execution_id = ?`, executionId).toArray()[0];
+  }
+
+  private holds(row: LeaseRow | undefined, ref: HeldRef, runnerId: string): boolean {
     return !!row && row.state === 'leased' && row.attempt === ref.attempt && row.runner_id === runnerId;
   }
 
@@ -727,8 +741,14 @@ export class Dispatcher extends DurableObject<Bindings> {
     await this.hooks.beforeFlush?.();
     const rows = this.sql.exec<{ seq: number; body: string }>(`SELECT seq, body FROM outbox WHERE d1_done = 0 ORDER BY seq LIMIT ?`, FLUSH_ROWS).toArray();
     const runners = this.dirtyRunners();
+    // Entries parsed once: the trackers' turn below reuses them.
+    const parsed = new Map<number, OutboxEntry>();
     if (rows.length || runners.length) {
-      const entries = rows.map((r) => JSON.parse(r.body) as OutboxEntry);
+      const entries = rows.map((r) => {
+        const e = JSON.parse(r.body) as OutboxEntry;
+        parsed.set(r.seq, e);
+        return e;
+      });
       const { statements, runnerStatements } = flushStatements(this.db, entries, runners);
       let results: D1Result[];
       try {
@@ -751,17 +771,17 @@ export class Dispatcher extends DurableObject<Bindings> {
       this.pendingD1 = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM outbox WHERE d1_done = 0`).one().n;
     }
     await this.hooks.beforeTrackers?.();
-    await this.tellTrackers();
+    await this.tellTrackers(parsed);
   }
 
   /** Batch trackers learn of transitions only once D1 has them (a finished item's outputs are listed). */
-  private async tellTrackers(): Promise<void> {
+  private async tellTrackers(parsed = new Map<number, OutboxEntry>()): Promise<void> {
     const rows = this.sql.exec<{ seq: number; batch_id: string; body: string }>(`SELECT seq, batch_id, body FROM outbox WHERE d1_done = 1 ORDER BY seq LIMIT ?`, FLUSH_ROWS).toArray();
     const byBatch = new Map<string, { seqs: number[]; entries: OutboxEntry[] }>();
     for (const r of rows) {
       const g = byBatch.get(r.batch_id) ?? byBatch.set(r.batch_id, { seqs: [], entries: [] }).get(r.batch_id)!;
       g.seqs.push(r.seq);
-      g.entries.push(JSON.parse(r.body) as OutboxEntry);
+      g.entries.push(parsed.get(r.seq) ?? (JSON.parse(r.body) as OutboxEntry));
     }
     await Promise.all(
       [...byBatch].map(async ([batchId, g]) => {
@@ -937,7 +957,7 @@ export class Dispatcher extends DurableObject<Bindings> {
   }
 
   /** The current state of an execution this object knows, for a stale answer; undefined if it knows none. */
-  private staleDetails(executionId: string, row = this.job(executionId)): Stale['details'] | undefined {
+  private staleDetails(executionId: string, row: LeaseRow | undefined = this.leaseOf(executionId)): Stale['details'] | undefined {
     if (row) return { executionId, currentAttempt: row.attempt, status: row.state === 'leased' ? 'running' : 'queued' };
     const fin = this.finishedRow(executionId);
     if (fin) return { executionId, currentAttempt: fin.attempt, status: fin.status as ExecutionState };
@@ -945,7 +965,7 @@ export class Dispatcher extends DurableObject<Bindings> {
   }
 
   /** Stale when this object knows the execution; otherwise not here (another pool or shard, or long finished). */
-  private stale(executionId: string, row?: JobRow): Stale | NotHere {
+  private stale(executionId: string, row?: LeaseRow): Stale | NotHere {
     const d = this.staleDetails(executionId, row);
     return d ? { ok: false, reason: 'stale', details: d } : { ok: false, reason: 'not_here' };
   }
