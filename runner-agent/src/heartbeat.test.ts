@@ -125,14 +125,14 @@ describe('HeartbeatLoop: cadence and timing', () => {
       [4000, 1000],
       [5000, 1000],
     ]);
-    // A claim answer changes it too: the claim's ack goes at once, the next one 4 s later.
+    // A claim answer changes it too: no extra call for the claim; the next one 4 s after the last send.
     serverTiming = timing(16, 4);
     await at(5500);
     loop.claimed([holder()], timing(16, 4));
-    await at(9500);
+    await at(13_000);
     expect(calls.slice(4).map((c) => [c.at, c.timeoutMs])).toEqual([
-      [5500, 4000],
-      [9500, 4000],
+      [9000, 4000],
+      [13_000, 4000],
     ]);
   });
 
@@ -156,17 +156,20 @@ describe('HeartbeatLoop: cadence and timing', () => {
 });
 
 describe('HeartbeatLoop: acknowledging claims', () => {
-  it('acknowledges the jobs of a claim answer at once, naming attempt and shard', async () => {
+  it('the next regular heartbeat acknowledges the jobs of a claim answer (no extra call), naming attempt and shard', async () => {
     loop.start();
     await at(500);
     const a = holder(7);
     loop.claimed([a], serverTiming);
-    expect(calls.map((c) => c.at)).toEqual([0, 500]); // sent in the same tick as the claim answer
+    await at(1999);
+    expect(calls.map((c) => c.at)).toEqual([0]);
+    await at(2000);
+    expect(calls.map((c) => c.at)).toEqual([0, 2000]); // one interval after the last send, within the offer
     expect(calls[1]!.body.jobs).toEqual([{ executionId: a.job.executionId, attempt: 2, shard: 7 }]);
     expect(calls[1]!.body).toMatchObject({ activeJobs: 1, draining: false });
   });
 
-  it('a claim answered while a heartbeat is in flight is acknowledged as soon as that one returns (one heartbeat for several claims)', async () => {
+  it('several claims between two heartbeats are acknowledged by the next one, even while a call is in flight', async () => {
     mode = 'manual';
     loop.start();
     await at(300);
@@ -176,15 +179,10 @@ describe('HeartbeatLoop: acknowledging claims', () => {
     expect(calls.length).toBe(1);
     await at(700);
     calls[0]!.answer();
-    await vi.advanceTimersByTimeAsync(0);
-    expect(calls.map((c) => c.at)).toEqual([0, 700]);
+    await at(1999);
+    expect(calls.length).toBe(1);
+    await at(2000);
     expect(jobsOf(calls[1]!)).toEqual(ids(a, b));
-    calls[1]!.answer();
-    await at(2699);
-    expect(calls.length).toBe(2); // then the regular interval, counted from the ack
-    await at(2700);
-    expect(calls.length).toBe(3);
-    expect(jobsOf(calls[2]!)).toEqual(ids(a, b));
   });
 
   it('a claim with no jobs sends nothing extra', async () => {
@@ -203,11 +201,12 @@ describe('HeartbeatLoop: answers', () => {
     await at(100);
     const [a, b, c] = [holder(), holder(), holder()];
     loop.claimed([a, b, c], serverTiming);
+    await at(2000);
     calls[1]!.answer({ cancel: [a.job.executionId], stale: [{ executionId: b.job.executionId, currentAttempt: 3, status: 'running' }], drain: true });
     await vi.advanceTimersByTimeAsync(0);
-    expect([a.events, b.events, c.events]).toEqual([['cancel@100'], ['stale@100'], []]);
+    expect([a.events, b.events, c.events]).toEqual([['cancel@2000'], ['stale@2000'], []]);
     expect(drains).toBe(1);
-    await at(2100);
+    await at(4000);
     expect(jobsOf(calls[2]!)).toEqual(ids(a, c));
   });
 
@@ -216,9 +215,10 @@ describe('HeartbeatLoop: answers', () => {
     await vi.advanceTimersByTimeAsync(0);
     const [a, b, c] = [holder(), holder(), holder()];
     loop.claimed([a, b, c], serverTiming);
+    await at(2000);
     loop.drop(b);
     c.holding = false;
-    await at(2000);
+    await at(4000);
     expect(calls.slice(1).map(jobsOf)).toEqual([ids(a, b, c), ids(a)]);
     await at(60_000);
     expect(c.events).toEqual([]); // not renewed, and not checked either
@@ -240,7 +240,8 @@ describe('HeartbeatLoop: answers', () => {
 
 describe('HeartbeatLoop: lease loss (F1, F11)', () => {
   it('a healthy runner never loses a lease, whatever the timing (even a lease of at most two intervals)', async () => {
-    for (const t of [timing(2, 1, 1), timing(3, 1, 1), timing(4, 2, 2), timing(5, 4, 8), timing(40, 10, 5)]) {
+    // Timings the control plane can send (shared/lease.ts): the offer is at least two intervals.
+    for (const t of [timing(2, 1, 2), timing(3, 1, 3), timing(4, 2, 4), timing(5, 4, 8), timing(40, 10, 20)]) {
       serverTiming = t;
       const a = holder();
       loop.start();
@@ -272,13 +273,11 @@ describe('HeartbeatLoop: lease loss (F1, F11)', () => {
     loop.start();
     const a = holder();
     loop.claimed([a], serverTiming);
-    calls[0]!.fail(); // the start heartbeat did not name a; its ack comes next
-    await vi.advanceTimersByTimeAsync(0);
-    calls[1]!.fail(); // the ack, sent at 0, failed
+    calls[0]!.fail(); // the start heartbeat did not name a; the next one does
     await at(2000);
-    expect(calls[2]!.at).toBe(2000);
+    expect(calls[1]!.at).toBe(2000);
     await at(3500);
-    calls[2]!.answer(); // sent at 2 s, answered at 3.5 s: the lease was renewed no earlier than 2 s
+    calls[1]!.answer(); // sent at 2 s, answered at 3.5 s: the lease was renewed no earlier than 2 s
     mode = 'fail';
     await at(9999);
     expect(a.events).toEqual([]);
@@ -332,25 +331,27 @@ describe('HeartbeatLoop: lease loss (F1, F11)', () => {
 
   it('a job never acknowledged gives up when its offer ends, if that comes before the lease bound', async () => {
     mode = 'manual';
-    const t = timing(30, 5, 4);
+    const t = timing(30, 5, 10);
     loop.start();
     calls[0]!.answer({ timing: t });
     await vi.advanceTimersByTimeAsync(0);
     const a = holder();
     loop.claimed([a], t);
-    calls[1]!.answer({ timing: t }); // a acknowledged at 0
-    await at(1000);
+    await at(5000);
+    calls[1]!.answer({ timing: t }); // a acknowledged by the heartbeat sent at 5 s
+    await at(6000);
     const b = holder();
     loop.claimed([b], t);
     mode = 'fail';
-    calls[2]!.fail(); // b's ack fails, and every heartbeat after it
-    await at(4999);
+    await at(10_000);
+    calls[2]!.fail(); // b's first heartbeat fails, and every one after it
+    await at(15_999);
     expect(b.events).toEqual([]);
-    await at(5000);
-    expect(b.events).toEqual(['leaseLost@5000']); // the offer (4 s) ended
-    await at(24_999);
+    await at(16_000);
+    expect(b.events).toEqual(['leaseLost@16000']); // the offer (10 s from its claim) ended
+    await at(29_999);
     expect(a.events).toEqual([]);
-    await at(25_000);
-    expect(a.events).toEqual(['leaseLost@25000']); // 30 - 5 s after its last good heartbeat
+    await at(30_000);
+    expect(a.events).toEqual(['leaseLost@30000']); // 30 - 5 s after its last good heartbeat
   });
 });

@@ -2,8 +2,10 @@
  * The runner's one heartbeat (POST /runner/v1/heartbeat): liveness, and one renewal for the lease
  * of every job the runner holds, running or still uploading and reporting. It also acknowledges
  * jobs just claimed: the control plane takes a job back when no heartbeat names it within
- * `offerSeconds` (it assumes the claim answer was lost), so a claim answer with jobs sends a
- * heartbeat at once. The answer routes `cancel` and `stale` to the jobs and `drain` to the agent.
+ * `offerSeconds` (it assumes the claim answer was lost). That window is at least two intervals and
+ * the next regular heartbeat goes out at most one interval after a claim answer, so no extra
+ * heartbeat is sent for a claim (a job that completes first needs no acknowledgement at all).
+ * The answer routes `cancel` and `stale` to the jobs and `drain` to the agent.
  *
  * Timing comes only from the control plane's latest claim or heartbeat answer (it may change it at
  * any time); before the first answer, a heartbeat goes out every DEFAULT_HEARTBEAT_MS.
@@ -101,14 +103,13 @@ export class HeartbeatLoop {
   }
 
   /**
-   * Jobs a claim just returned: their leases count from now, and a heartbeat acknowledges them at
-   * once (or as soon as the one in flight returns).
+   * Jobs a claim just returned: their leases count from now, and the next regular heartbeat (at
+   * most one interval away) acknowledges them.
    */
   claimed(holders: LeaseHolder[], timing: LeaseTiming): void {
     this.timing = timing;
     const now = Date.now();
     for (const holder of holders) this.leases.set(holder, { holder, since: now, acked: false, lost: false });
-    if (holders.length) this.beat();
     // Their deadlines need the timer even while a call is in flight.
     this.schedule();
   }
