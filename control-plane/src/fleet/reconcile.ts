@@ -228,11 +228,11 @@ async function act(ctx: FleetContext, entry: PoolEntry, action: FleetAction, tar
     case 'delete': {
       const providerId = target?.view.providerId ?? null;
       if (providerId !== null) await ctx.hetzner.deleteServer(providerId);
-      await retire(db, target, now, action.reason);
+      await retire(ctx, target, now, action.reason);
       return { serverId: action.serverId, providerId: providerId?.toString() ?? null };
     }
     case 'forget':
-      await retire(db, target, now, action.reason);
+      await retire(ctx, target, now, action.reason);
       return { serverId: action.serverId, providerId: target?.view.providerId?.toString() ?? null };
     default: {
       const never: never = action;
@@ -242,9 +242,13 @@ async function act(ctx: FleetContext, entry: PoolEntry, action: FleetAction, tar
 }
 
 /** Marks a server deleted, revokes its unused token, and tells its runner (if it ever returns) to drain. */
-async function retire(db: Db, target: Merged | undefined, now: number, reason: string): Promise<void> {
+async function retire(ctx: FleetContext, target: Merged | undefined, now: number, reason: string): Promise<void> {
+  const { db } = ctx;
   const runnerId = target?.view.runner?.id;
-  if (runnerId) await db.update(schema.runners).set({ drainRequested: true }).where(eq(schema.runners.id, runnerId));
+  if (runnerId) {
+    await db.update(schema.runners).set({ drainRequested: true }).where(eq(schema.runners.id, runnerId));
+    await ctx.drainRunner?.(runnerId);
+  }
   const row = target?.row;
   if (!row) return;
   await db.update(schema.servers).set({ status: 'deleted', deletedAt: now, deletedReason: reason }).where(eq(schema.servers.id, row.id));
