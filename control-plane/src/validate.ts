@@ -20,7 +20,13 @@ function describe(error: z.ZodError): string {
 
 export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.output<S>> {
   const declared = Number(c.req.header('content-length') ?? '0');
-  if (declared > LIMITS.maxJsonBodyBytes) throw tooLarge();
+  if (declared > LIMITS.maxJsonBodyBytes) {
+    // Read (and drop) a moderately oversized body before answering: a 413 sent while the client
+    // is still writing makes the connection reset under it, and the client sees ECONNRESET
+    // instead of the answer. Beyond DISCARD_LIMIT the answer goes out regardless.
+    await discard(c.req.raw.body, DISCARD_LIMIT);
+    throw tooLarge();
+  }
   const text = await c.req.text();
   if (text.length > LIMITS.maxJsonBodyBytes) throw tooLarge();
   let raw: unknown;
@@ -48,6 +54,25 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: st
     throw new ApiError('bad_request', `invalid ${what}: ${describe(parsed.error)}`, 'Fix the listed fields; /openapi.json describes every request.', issues(parsed.error));
   }
   return parsed.data;
+}
+
+/** Oversized bodies up to this size are read and dropped before the 413 (see readJson). */
+const DISCARD_LIMIT = 16 * 1024 * 1024;
+
+async function discard(body: ReadableStream<Uint8Array> | null, limit: number): Promise<void> {
+  if (!body) return;
+  const reader = body.getReader();
+  let seen = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      seen += value.byteLength;
+      if (seen > limit) return void (await reader.cancel());
+    }
+  } catch {
+    // The client went away: nothing to answer.
+  }
 }
 
 function tooLarge() {
