@@ -3,7 +3,7 @@ import { exports } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import { BatchEvent, BatchItemsResponse, MAX_FAILURES_PER_PROGRESS, type BatchCounts, type BatchSnapshot } from '../../shared/api/batches.js';
 import { newId } from '../../shared/ids.js';
-import { isFinal, type ExecutionState } from '../../shared/lifecycle.js';
+import type { ExecutionState } from '../../shared/lifecycle.js';
 import type { BatchTracker } from '../src/batches/tracker.js';
 import type { BatchMeta, ItemUpdate } from '../src/batches/types.js';
 import { blob, call, claim, newRunner, newTenant, put, type Tenant, jobHeartbeat } from './helpers.js';

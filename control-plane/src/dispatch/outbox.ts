@@ -11,19 +11,14 @@
  * many executions a flush carries.
  */
 import type { ItemUpdate } from '../batches/types.js';
-import type { ExecSnapshot } from './types.js';
+import type { CompletionFile, ExecSnapshot } from './types.js';
 
-export interface ArtifactRow {
+/** An artifact row as D1 stores it: a completion's file, plus where and until when it is kept. */
+export interface ArtifactRow extends CompletionFile {
   id: string;
   accountId: string;
   executionId: string;
   attempt: number;
-  kind: 'output' | 'log';
-  path: string;
-  size: number;
-  sha256: string;
-  contentType: string;
-  encoding: 'identity' | 'gzip';
   objectKey: string;
   createdAt: number;
   expiresAt: number;
