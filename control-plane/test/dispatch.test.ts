@@ -270,6 +270,34 @@ describe('runner logs', () => {
   });
 });
 
+describe('artifacts record how their blob is stored', () => {
+  it('an output whose bytes the account already stores gzip-compressed is recorded gzip, whatever the runner declares', async () => {
+    const t = await newTenant();
+    const runner = await newRunner(t);
+    const text = 'line\n'.repeat(2000);
+    const plain = await blob(text);
+    const gz = new Uint8Array(await new Response(new Blob([plain.bytes]).stream().pipeThrough(new CompressionStream('gzip'))).arrayBuffer());
+    const first = await queuedExecution(t);
+    await claim(runner.runnerToken);
+    const pre = await call('POST', `/runner/v1/executions/${first.id}/outputs/presign`, { token: runner.runnerToken, body: { attempt: 1, files: [{ path: 'a.txt', sha256: plain.sha256, size: plain.size, encoding: 'gzip' }] } });
+    for (const u of pre.json.uploads) expect((await put(u.url, gz)).status).toBe(200);
+    const out = { path: 'a.txt', sha256: plain.sha256, size: plain.size, contentType: 'text/plain' };
+    expect((await complete(runner.runnerToken, first.id, { attempt: 1, outputs: [{ ...out, encoding: 'gzip' }] })).status).toBe(200);
+
+    // The same bytes again: nothing to upload, and the runner declares them uncompressed.
+    const second = await queuedExecution(t);
+    await claim(runner.runnerToken);
+    const again = await call('POST', `/runner/v1/executions/${second.id}/outputs/presign`, { token: runner.runnerToken, body: { attempt: 1, files: [{ ...out, encoding: 'identity' }] } });
+    expect(again.json.uploads).toEqual([]);
+    expect((await complete(runner.runnerToken, second.id, { attempt: 1, outputs: [{ ...out, encoding: 'identity' }] })).status).toBe(200);
+    const arts = (await call('GET', `/api/v1/executions/${second.id}/artifacts`, { token: t.key })).json.artifacts;
+    expect(arts).toHaveLength(1);
+    expect(arts[0].encoding).toBe('gzip');
+    const stored = new Uint8Array(await (await fetch(arts[0].download.url)).arrayBuffer());
+    expect(stored).toEqual(gz);
+  });
+});
+
 describe('runner fencing outside the Dispatcher', () => {
   const MB = 1024 * 1024;
   const runnerCall = (token: string, id: string, what: string, body: Record<string, unknown>) => call('POST', `/runner/v1/executions/${id}/${what}`, { token, body });

@@ -116,6 +116,29 @@ describe('rgrid run with a runner', () => {
     expect(await readFile(join(dir, 'out (1).txt'), 'utf8')).toBe('fresh');
   });
 
+  it('outputs identical to an input, to the script, or to each other download intact (the artifact records how the blob is stored)', async () => {
+    const dir = join(ws.cwd, 'copies');
+    await mkdir(dir);
+    // Text the CLI stores gzip-compressed as an input; the runner, seeing the blob exists, uploads nothing.
+    const fasta = Array.from({ length: 300 }, (_, i) => `>seq${i}\nACGTACGTTGCAACGTAGCTAGCTAGGATCCA${i % 7}\n`).join('');
+    await writeFile(join(dir, 'data.fasta'), fasta);
+    const copy = `import os, shutil, sys
+os.makedirs("out", exist_ok=True)
+shutil.copy(sys.argv[1], "out/data.fasta")
+shutil.copy(__file__, "out/copy-of-script.py")
+open("out/same.txt", "w").write("twice\\n" * 500)
+open("out/same.log", "w").write("twice\\n" * 500)
+`;
+    await writeFile(join(dir, 'copy.py'), copy);
+    const args = ['run', 'copy.py', 'data.fasta'];
+    const r = await runCli(args, { ...ws, cwd: dir });
+    expect(r.code, show(args, r)).toBe(0);
+    expect(await readFile(join(dir, 'out', 'data.fasta'), 'utf8')).toBe(fasta);
+    expect(await readFile(join(dir, 'out', 'copy-of-script.py'), 'utf8')).toBe(copy);
+    expect(await readFile(join(dir, 'out', 'same.txt'), 'utf8')).toBe('twice\n'.repeat(500));
+    expect(await readFile(join(dir, 'out', 'same.log'), 'utf8')).toBe('twice\n'.repeat(500));
+  });
+
   it('--remote-only keeps outputs remote and says how to get them; download fetches them later', async () => {
     const dir = join(ws.cwd, 'remote-only');
     await mkdir(dir);

@@ -3,7 +3,7 @@
  * confirmed the object (HEAD with the declared size), so "which blobs does the account lack" is
  * one indexed query and is exactly the input cache.
  */
-import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { schema, type Db } from '../db/client.js';
 import { blobKey, type ObjectStore } from '../storage/s3.js';
 import { ApiError } from '../errors.js';
@@ -18,31 +18,21 @@ export function chunk<T>(xs: T[], size = IN_CHUNK): T[][] {
 }
 
 export async function knownBlobs(db: Db, accountId: string, shas: string[]): Promise<Set<string>> {
-  const unique = [...new Set(shas)];
-  const found = new Set<string>();
-  for (const part of chunk(unique)) {
-    const rows = await db
-      .select({ sha256: schema.blobs.sha256 })
-      .from(schema.blobs)
-      .where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part), isNull(schema.blobs.deletedAt)))
-      .all();
-    for (const r of rows) found.add(r.sha256);
-  }
-  return found;
+  return new Set((await blobEncodings(db, accountId, shas)).keys());
 }
 
-/** How each stored blob among `shas` is encoded (what a runner must undo when it downloads it). */
+/** The account's stored (not deleted) blobs among `shas`, with the encoding each is stored in. */
 export async function blobEncodings(db: Db, accountId: string, shas: string[]): Promise<Map<string, 'identity' | 'gzip'>> {
-  const out = new Map<string, 'identity' | 'gzip'>();
+  const found = new Map<string, 'identity' | 'gzip'>();
   for (const part of chunk([...new Set(shas)])) {
     const rows = await db
       .select({ sha256: schema.blobs.sha256, encoding: schema.blobs.encoding })
       .from(schema.blobs)
-      .where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part)))
+      .where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part), isNull(schema.blobs.deletedAt)))
       .all();
-    for (const r of rows) out.set(r.sha256, r.encoding);
+    for (const r of rows) found.set(r.sha256, r.encoding);
   }
-  return out;
+  return found;
 }
 
 export interface DeclaredBlob {
@@ -56,7 +46,9 @@ export interface DeclaredBlob {
 
 /**
  * Makes sure every declared blob is stored: known rows pass; the rest are checked in the object
- * store and recorded. Throws a 409 naming the first blob that was never uploaded.
+ * store and recorded. Throws a 409 naming the first blob that was never uploaded. Returns how each
+ * blob is stored: for a blob that existed before, its recorded encoding, whatever the caller
+ * declared (the bytes were stored by whoever uploaded them first).
  */
 export async function confirmBlobs(
   db: Db,
@@ -64,8 +56,9 @@ export async function confirmBlobs(
   accountId: string,
   declared: DeclaredBlob[],
   missingHint = 'Upload it with the presigned URL from the create response, then submit again.',
-): Promise<void> {
-  const known = await knownBlobs(db, accountId, declared.map((d) => d.sha256));
+): Promise<Map<string, 'identity' | 'gzip'>> {
+  const stored = await blobEncodings(db, accountId, declared.map((d) => d.sha256));
+  const known = new Set(stored.keys());
   // Using a blob keeps it: the retention sweep only deletes blobs unused for the retention period.
   for (const part of chunk([...known])) {
     await db.update(schema.blobs).set({ lastUsedAt: Date.now() }).where(and(eq(schema.blobs.accountId, accountId), inArray(schema.blobs.sha256, part)));
@@ -84,12 +77,15 @@ export async function confirmBlobs(
         throw new ApiError('conflict', `${d.label} was uploaded with ${head.size} bytes, but ${d.size} were declared`, 'Upload the file again with the presigned URL.');
       }
       confirmed.push({ accountId, sha256: d.sha256, size: d.size, encoding: d.encoding ?? 'identity', objectKey: key });
+      stored.set(d.sha256, d.encoding ?? 'identity');
     }),
   );
   for (const part of chunk(confirmed, 10)) {
     await db.insert(schema.blobs).values(part).onConflictDoUpdate({
       target: [schema.blobs.accountId, schema.blobs.sha256],
-      set: { deletedAt: null, lastUsedAt: Date.now() },
+      // A blob deleted by the retention sweep and uploaded again is stored as it was uploaded now.
+      set: { deletedAt: null, lastUsedAt: Date.now(), encoding: sql`excluded.encoding` },
     });
   }
+  return stored;
 }

@@ -322,7 +322,10 @@ async function completeAll(c: AppContext, items: CompletionIn[]): Promise<Comple
       continue;
     }
     try {
-      await confirmBlobs(c.get('db'), c.get('store'), o.accountId, files[i]!.map((f) => ({ sha256: f.sha256, size: f.size, encoding: f.encoding, label: `${f.kind} ${f.path}` })));
+      const stored = await confirmBlobs(c.get('db'), c.get('store'), o.accountId, files[i]!.map((f) => ({ sha256: f.sha256, size: f.size, encoding: f.encoding, label: `${f.kind} ${f.path}` })));
+      // An artifact's encoding is how its blob is stored, not what the runner would have used: an
+      // output identical to an input the CLI stored compressed was never uploaded by the runner.
+      files[i] = files[i]!.map((f) => ({ ...f, encoding: stored.get(f.sha256) ?? f.encoding }));
     } catch (err) {
       fail(i, err);
     }
