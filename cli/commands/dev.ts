@@ -1,7 +1,7 @@
 /** `rgrid dev`: the whole system on this machine, until Ctrl+C. */
 import { relative } from 'node:path';
 import { configDir } from '../config.js';
-import { startStack, DEFAULT_PORT } from '../dev/stack.js';
+import { startStack, CONTROL_PLANE_LOG, DEFAULT_PORT } from '../dev/stack.js';
 import { parsePositiveInt } from '../run/values.js';
 import { usageError } from '../errors.js';
 import { bold, dim, log, note } from '../ui.js';
@@ -83,6 +83,7 @@ export default command(spec, async (args) => {
   const tokenFile = shortPath(`${stack.dataDir}/registration-token`);
   log.success(`Control plane  ${bold(stack.apiUrl)}`);
   log.success(`Object store   ${stack.s3.endpoint}/${stack.s3.bucket}`);
+  log.info(`Control plane log: ${shortPath(`${stack.dataDir}/logs/${CONTROL_PLANE_LOG}`)}`);
   if (stack.runners.length) log.success(`Runners        ${stack.runners.length} on pool ${stack.pool}, ${slots} slot${slots === 1 ? '' : 's'} each (logs: ${shortPath(`${stack.dataDir}/logs`)})`);
   else log.warn('No runners started (--runners 0): executions stay queued until a runner connects.');
   note('');

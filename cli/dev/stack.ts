@@ -26,6 +26,9 @@ import { readConfigFile, writeConfigFile, CONFIG_FILE } from '../config.js';
 import { CLI_EXIT, CliError } from '../errors.js';
 import { startS3Store, type S3Store } from './s3-store.js';
 import { startLocalControlPlane } from '../../control-plane/local/miniflare.js';
+
+/** The control plane's log file in `<data dir>/logs/`. */
+export const CONTROL_PLANE_LOG = 'control-plane.log';
 import { RUNNER_BIN } from '../paths.js';
 import { loadState, saveState, writePrivate, TOKEN_FILE, type DevState } from './state.js';
 import { dockerStatus, removeRunnerContainers } from './docker.js';
@@ -234,9 +237,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
     // No request.cf download from the internet: everything stays on loopback.
     process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= 'false';
+    // The control plane's own log lines (cache decisions, retention sweeps, warnings) go to a file:
+    // the terminal is the user's, for their script's output and RGrid's messages to them.
+    await mkdir(join(dataDir, 'logs'), { recursive: true });
     const cp = await withoutMiniflareSignalExit(() => startLocalControlPlane({
       port,
       dataDir: join(dataDir, 'control-plane'),
+      logFile: join(dataDir, 'logs', CONTROL_PLANE_LOG),
       persist: true,
       bindings: {
         ADMIN_SECRET: state.adminSecret,
@@ -265,7 +272,6 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     if (runnersWanted > 0) await removeRunnerContainers(await knownRunnerIds());
 
     const runners: RunnerProcess[] = [];
-    if (runnersWanted > 0) await mkdir(join(dataDir, 'logs'), { recursive: true });
     for (let i = 1; i <= runnersWanted; i++) {
       runners.push(
         await spawnRunner({

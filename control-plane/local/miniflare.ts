@@ -3,7 +3,9 @@
  * Miniflare (workerd) with D1 and Durable Objects, persisted to a directory when asked. Used by
  * `rgrid dev`, the demo and the end-to-end tests; production runs the same bundle on Workers.
  */
+import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -19,6 +21,11 @@ export interface LocalControlPlaneOptions {
   persist?: boolean;
   /** Worker vars and secrets (ADMIN_SECRET, S3_*, LEASE_SECONDS, …). */
   bindings: Record<string, string>;
+  /**
+   * Where the Worker's own output goes (its structured log lines, workerd's warnings): appended to
+   * this file instead of this process's terminal, which belongs to the user. Unset: inherited.
+   */
+  logFile?: string;
 }
 
 export interface LocalControlPlane {
@@ -64,6 +71,14 @@ export async function applyMigrations(mf: Miniflare): Promise<string[]> {
   return applied;
 }
 
+function toFile(path: string) {
+  return (stdout: Readable, stderr: Readable) => {
+    const out = createWriteStream(path, { flags: 'a' });
+    stdout.pipe(out, { end: false });
+    stderr.pipe(out, { end: false });
+  };
+}
+
 export async function startLocalControlPlane(opts: LocalControlPlaneOptions): Promise<LocalControlPlane> {
   const scriptPath = await bundleWorker(opts.dataDir);
   const state = join(opts.dataDir, 'state');
@@ -82,8 +97,16 @@ export async function startLocalControlPlane(opts: LocalControlPlaneOptions): Pr
     port: opts.port ?? 0,
     // No request.cf data: Miniflare would otherwise fetch it from the internet at every start.
     cf: false,
+    ...(opts.logFile ? { handleRuntimeStdio: toFile(opts.logFile) } : {}),
   });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
+  let ready: URL;
+  try {
+    ready = await mf.ready;
+  } catch (err) {
+    if (!opts.logFile) throw err;
+    throw new Error(`the control plane (workerd) did not start: ${(err as Error).message} Its output is in ${opts.logFile}.`);
+  }
+  const url = ready.toString().replace(/\/$/, '');
   await applyMigrations(mf);
   return { url, port: Number(new URL(url).port), mf, dispose: () => mf.dispose() };
 }

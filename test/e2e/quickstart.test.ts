@@ -89,6 +89,8 @@ describe('README quick start', () => {
     expect(result.out).toMatch(/\$ rgrid run examples\/csv-summary\/summarize\.py examples\/csv-summary\/data\/sales\.csv/);
     expect(result.out).toMatch(/sales\.csv\s+200\s+order_id=/); // the script's own stdout, streamed back
     expect(result.out).toMatch(/Demo finished/);
+    // Only lines meant for the user: the control plane's structured log goes to its log file.
+    expect(result.out).not.toMatch(/"event":/);
 
     const outDir = join(clone, 'demo-output');
     expect((await readdir(outDir)).sort()).toEqual(['stats', 'summary.md']);
