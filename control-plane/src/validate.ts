@@ -19,16 +19,8 @@ function describe(error: z.ZodError): string {
 }
 
 export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.output<S>> {
-  const declared = Number(c.req.header('content-length') ?? '0');
-  if (declared > LIMITS.maxJsonBodyBytes) {
-    // Read (and drop) a moderately oversized body before answering: a 413 sent while the client
-    // is still writing makes the connection reset under it, and the client sees ECONNRESET
-    // instead of the answer. Beyond DISCARD_LIMIT the answer goes out regardless.
-    await discard(c.req.raw.body, DISCARD_LIMIT);
-    throw tooLarge();
-  }
-  const text = await c.req.text();
-  if (text.length > LIMITS.maxJsonBodyBytes) throw tooLarge();
+  const text = await readBody(c);
+  if (text === null) throw tooLarge();
   let raw: unknown;
   try {
     raw = text.length ? JSON.parse(text) : {};
@@ -56,7 +48,44 @@ export function parseWith<S extends z.ZodType>(schema: S, raw: unknown, what: st
   return parsed.data;
 }
 
-/** Oversized bodies up to this size are read and dropped before the 413 (see readJson). */
+/**
+ * The request body as text, read with its size counted as it arrives: null once it passes the JSON
+ * body limit, before more than that is held in memory (a body without Content-Length included).
+ * An oversized body is read on and dropped, up to DISCARD_LIMIT, before the caller answers 413: a
+ * 413 sent while the client is still writing makes the connection reset under it, and the client
+ * sees ECONNRESET instead of the answer.
+ */
+export async function readBody(c: AppContext, limit: number = LIMITS.maxJsonBodyBytes): Promise<string | null> {
+  const body = c.req.raw.body;
+  if (!body) return '';
+  if (Number(c.req.header('content-length') ?? '0') > limit) {
+    await discard(body, DISCARD_LIMIT);
+    return null;
+  }
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      reader.releaseLock();
+      await discard(body, DISCARD_LIMIT - size);
+      return null;
+    }
+    parts.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Oversized bodies up to this size are read and dropped before the 413 (see readBody). */
 const DISCARD_LIMIT = 16 * 1024 * 1024;
 
 async function discard(body: ReadableStream<Uint8Array> | null, limit: number): Promise<void> {

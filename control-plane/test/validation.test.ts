@@ -133,3 +133,27 @@ describe('health and OpenAPI', () => {
     }
   });
 });
+
+describe('request bodies are capped while they are read', () => {
+  /** A body sent in chunks with no Content-Length: the size is only known by reading it. */
+  function chunked(bytes: number): ReadableStream<Uint8Array> {
+    let sent = 0;
+    return new ReadableStream({
+      pull(ctrl) {
+        if (sent >= bytes) return ctrl.close();
+        const n = Math.min(64 * 1024, bytes - sent);
+        sent += n;
+        ctrl.enqueue(new Uint8Array(n).fill(0x20));
+      },
+    });
+  }
+
+  it('unauthenticated routes (runner registration, webhook deliveries) answer 413 to an oversized chunked body', async () => {
+    const { exports } = await import('cloudflare:workers');
+    for (const path of ['/runner/v1/register', '/hooks/wh_aaaaaaaaaaaaaaaaaaaaaaaa']) {
+      const res = await exports.default.fetch(new Request(`http://rgrid.test${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chunked(3 * 1024 * 1024), duplex: 'half' } as RequestInit));
+      expect(res.status, path).toBe(413);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
+    }
+  });
+});

@@ -6,7 +6,7 @@ import { idSchema } from '../../../shared/ids.js';
 import { LIMITS } from '../../../shared/limits.js';
 import { schema } from '../db/client.js';
 import { ApiError } from '../errors.js';
-import { parseWith, readJson } from '../validate.js';
+import { parseWith, readBody, readJson } from '../validate.js';
 import { verify } from '../webhooks/signature.js';
 import { createWebhook, deleteWebhook, deliver, listWebhooks } from '../webhooks/service.js';
 import type { AppEnv } from '../context.js';
@@ -21,8 +21,9 @@ webhookRoutes.delete('/:id', async (c) => c.json({ webhook: await deleteWebhook(
 export const hookRoutes = new Hono<AppEnv>();
 hookRoutes.post('/:id', async (c) => {
   const id = parseWith(WebhookId, c.req.param('id'), 'webhook id');
-  const raw = await c.req.text();
-  if (raw.length > LIMITS.maxJsonBodyBytes) throw new ApiError('payload_too_large', 'delivery body is too large', 'Upload big inputs first and pass their sha256.');
+  // Read with its size counted as it arrives: the sender is not authenticated yet.
+  const raw = await readBody(c);
+  if (raw === null) throw new ApiError('payload_too_large', `delivery body is larger than ${LIMITS.maxJsonBodyBytes} bytes`, 'Upload big inputs first and pass their sha256.');
   const db = c.get('db');
   const hook = await db.select().from(schema.webhooks).where(and(eq(schema.webhooks.id, id), isNull(schema.webhooks.deletedAt))).get();
   if (!hook) throw new ApiError('not_found', `webhook ${id} not found`, 'Check the URL; `rgrid webhook list` shows yours.');
