@@ -15,7 +15,7 @@ import { LIMITS } from '../../shared/limits.js';
 import type { CompletionResult, Completion } from '../../shared/api/runner.js';
 import type { ExecutionState } from '../../shared/lifecycle.js';
 import { ApiCallError, type Fenced, type RunnerApi } from './api.js';
-import { isRetryable } from './retry.js';
+import { backoffDelay, isRetryable } from './retry.js';
 
 export type JobCompletion = Fenced<Completion>;
 
@@ -150,9 +150,8 @@ export class CompletionBatcher {
     this.retryOrFail(item, err, isRetryableStatus(result.status));
   }
 
-  /** Exponential backoff with full jitter, as withRetry (retry.ts). */
   private backoff(tries: number): number {
-    return Math.round(Math.random() * Math.min(this.maxMs, this.baseMs * 2 ** (tries - 1)));
+    return backoffDelay(tries - 1, this.baseMs, this.maxMs);
   }
 
   /** Back into the queue after a backoff while the item's budget lasts; otherwise its error is final. */

@@ -17,6 +17,11 @@ export interface RetryOptions {
   onRetry?: (err: unknown, delayMs: number) => void;
 }
 
+/** Exponential backoff with full jitter: the delay before retry number `attempt` (0-based). */
+export function backoffDelay(attempt: number, baseMs = 250, maxMs = 5000): number {
+  return Math.round(Math.random() * Math.min(maxMs, baseMs * 2 ** attempt));
+}
+
 export function isRetryable(err: unknown): boolean {
   if (err instanceof ApiCallError) return err.status === 429 || err.status >= 500;
   if (err instanceof Error && err.name === 'AbortError') return false;
@@ -26,14 +31,12 @@ export function isRetryable(err: unknown): boolean {
 
 export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
   const start = Date.now();
-  const base = opts.baseMs ?? 250;
-  const max = opts.maxMs ?? 5000;
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
       if (!(opts.retryIf ?? isRetryable)(err) || opts.signal?.aborted) throw err;
-      const delay = Math.round(Math.random() * Math.min(max, base * 2 ** attempt));
+      const delay = backoffDelay(attempt, opts.baseMs, opts.maxMs);
       if (Date.now() - start + delay > opts.budgetMs) throw err;
       opts.onRetry?.(err, delay);
       await sleep(delay, undefined, opts.signal ? { signal: opts.signal } : undefined).catch(() => undefined);

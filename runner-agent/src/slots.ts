@@ -10,6 +10,7 @@
  * own slot, never work claimed for the others.
  */
 import { LIMITS } from '../../shared/limits.js';
+import { backoffDelay } from './retry.js';
 
 export interface StartedJob {
   /** Resolves when the job's container is gone. */
@@ -82,7 +83,7 @@ export class SlotScheduler<T> {
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 10 === 0) this.deps.log(`claim failed (${(err as Error).message}); retrying`);
-        await this.pause(Math.round(Math.random() * Math.min(10_000, 250 * 2 ** failures)));
+        await this.pause(backoffDelay(failures, 250, 10_000));
         continue;
       }
       // Slots only free up during a claim, so up to maxJobs jobs always fit.
