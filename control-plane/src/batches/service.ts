@@ -13,7 +13,7 @@ import { chunk, confirmBlobs, knownBlobs } from '../executions/blobs.js';
 import { applyReuse } from '../cache/reuse.js';
 import { count } from '../cache/records.js';
 import { checkFileSizes, dispatcherOf, enqueueJobs, insertExecutions, requirePool, uploadsFor, validateRequirements, type ExecutionSpec } from '../executions/service.js';
-import { cancelBatchInPool, dispatcherAt } from '../dispatch/shards.js';
+import { cancelBatchInPool, flushPool } from '../dispatch/shards.js';
 import { toExecution, type ExecutionRow } from '../executions/view.js';
 import type { AppContext } from '../context.js';
 
@@ -144,10 +144,10 @@ export async function submitBatch(c: AppContext, batchId: string): Promise<Batch
       declared.set(r.scriptSha256, { sha256: r.scriptSha256, size: r.scriptSize, label: `script ${r.scriptName}` });
       for (const i of r.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[]) declared.set(i.sha256, { sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path} of ${r.inputName}` });
     }
-    await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
+    const stored = await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
     // Sorted batch inputs run in order.
     rows.sort((a, b) => ((a.inputName ?? '') < (b.inputName ?? '') ? -1 : 1));
-    await enqueueByShard(c, rows, batch.parallel ? { batchId, parallel: batch.parallel } : undefined);
+    await enqueueByShard(c, rows, stored, batch.parallel ? { batchId, parallel: batch.parallel } : undefined);
   }
   const now = c.get('now')();
   if (!batch.submittedAt) await db.update(schema.batches).set({ submittedAt: now }).where(eq(schema.batches.id, batchId));
@@ -156,14 +156,14 @@ export async function submitBatch(c: AppContext, batchId: string): Promise<Batch
 }
 
 /** Hands executions to their Dispatcher shards, in order, in requests of at most 500 jobs. */
-async function enqueueByShard(c: AppContext, rows: ExecutionRow[], cap?: { batchId: string; parallel: number }) {
+async function enqueueByShard(c: AppContext, rows: ExecutionRow[], stored: Map<string, 'identity' | 'gzip'>, cap?: { batchId: string; parallel: number }) {
   const groups = new Map<string, ExecutionRow[]>();
   for (const r of rows) {
     const k = `${r.pool}\u0000${r.shard}`;
     (groups.get(k) ?? groups.set(k, []).get(k)!).push(r);
   }
   for (const group of groups.values()) {
-    for (const part of chunk(group, 500)) await dispatcherOf(c, part[0]!).enqueue(await enqueueJobs(c, part), { cap });
+    for (const part of chunk(group, 500)) await dispatcherOf(c, part[0]!).enqueue(await enqueueJobs(part, stored), { cap });
   }
 }
 
@@ -173,8 +173,7 @@ async function enqueueByShard(c: AppContext, rows: ExecutionRow[], cap?: { batch
  */
 export async function settle(c: AppContext, batch: { template: unknown }) {
   const pool = (batch.template as CreateBatch['template']).pool;
-  const { shards } = await requirePool(c.get('db'), pool);
-  await Promise.all(Array.from({ length: shards }, (_, s) => dispatcherAt(c.env, pool, s).flush()));
+  await flushPool(c.env, pool, (await requirePool(c.get('db'), pool)).shards);
 }
 
 export async function getBatch(c: AppContext, batchId: string): Promise<BatchSnapshot> {
@@ -292,8 +291,7 @@ export async function retry(c: AppContext, req: Retry): Promise<{ executions: Ex
     declared.set(r.scriptSha256, { sha256: r.scriptSha256, size: r.scriptSize, label: `script ${r.scriptName}` });
     for (const i of r.inputs as { path: string; sha256: string; size: number }[]) declared.set(i.sha256, { ...i, label: `input ${i.path}` });
   }
-  await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]);
-  await enqueueByShard(c, rows);
+  await enqueueByShard(c, rows, await confirmBlobs(db, c.get('store'), accountId, [...declared.values()]));
   const fresh: ExecutionRow[] = [];
   for (const part of chunk(rows.map((r) => r.id))) fresh.push(...(await db.select().from(schema.executions).where(inArray(schema.executions.id, part)).all()));
   return { executions: fresh.map(toExecution), batchId };

@@ -17,7 +17,7 @@ import { MAX_FAILURES_PER_PROGRESS, type BatchCounts, type BatchEvent, type Batc
 import type { Bindings } from '../env.js';
 import type { BatchMeta, ItemUpdate, NewItem } from './types.js';
 import { signCallback } from '../webhooks/signature.js';
-import { cancelBatchInPool } from '../dispatch/shards.js';
+import { cancelBatchInPool, poolShards } from '../dispatch/shards.js';
 
 const STATES: ExecutionState[] = ['created', 'queued', 'running', 'succeeded', 'failed', 'canceled'];
 /** Counter keys: one per state, plus reused (a flag across states). Total is their sum. */
@@ -253,8 +253,7 @@ export class BatchTracker extends DurableObject<Bindings> {
 
   /** Cancels the rest of the batch in every Dispatcher shard of its pool. */
   private async cancelEverywhere(meta: BatchMeta): Promise<void> {
-    const pool = await this.env.DB.prepare(`SELECT dispatch_shards AS shards FROM pools WHERE name = ?`).bind(meta.pool).first<{ shards: number }>();
-    await cancelBatchInPool(this.env, meta.pool, pool?.shards ?? 1, meta.batchId, meta.accountId, [], 'canceled by --fail-fast after a failure');
+    await cancelBatchInPool(this.env, meta.pool, await poolShards(this.env, meta.pool), meta.batchId, meta.accountId, [], 'canceled by --fail-fast after a failure');
   }
 
   /** O(1): the stored counters. */

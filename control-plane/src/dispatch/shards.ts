@@ -87,12 +87,22 @@ export async function requestDrain(env: Bindings, runnerId: string, drain = true
   if (r) await dispatcherAt(env, r.pool, homeShard(r.shards, runnerId)).setDrain(runnerId, drain);
 }
 
+/** How many shards a pool has (1 for a pool that does not exist: nothing to route). */
+export async function poolShards(env: Bindings, pool: string): Promise<number> {
+  return (await env.DB.prepare(`SELECT dispatch_shards AS n FROM pools WHERE name = ?`).bind(pool).first<{ n: number }>())?.n ?? 1;
+}
+
+/** Flushes every shard of a pool: D1 and the batch trackers then hold what the Dispatchers decided. */
+export async function flushPool(env: Bindings, pool: string, shards: number): Promise<void> {
+  await Promise.all(Array.from({ length: Math.max(1, shards) }, (_, s) => dispatcherAt(env, pool, s).flush()));
+}
+
 /**
  * The autoscaler's view of a pool: its Dispatchers flush first, so that D1's runner rows (liveness,
  * draining, active jobs) are as current as the queue counts read with them.
  */
 export async function poolQueue(env: Bindings, pool: string): Promise<DispatcherStats> {
-  const shards = (await env.DB.prepare(`SELECT dispatch_shards AS n FROM pools WHERE name = ?`).bind(pool).first<{ n: number }>())?.n ?? 1;
-  await Promise.all(Array.from({ length: shards }, (_, s) => dispatcherAt(env, pool, s).flush()));
+  const shards = await poolShards(env, pool);
+  await flushPool(env, pool, shards);
   return poolStats(env, pool, shards);
 }

@@ -14,7 +14,7 @@ import type { BlobUpload } from '../../../shared/api/common.js';
 import { schema, type Db } from '../db/client.js';
 import { blobKey } from '../storage/s3.js';
 import { ApiError, notFound } from '../errors.js';
-import { blobEncodings, chunk, confirmBlobs, knownBlobs } from './blobs.js';
+import { chunk, confirmBlobs, knownBlobs } from './blobs.js';
 import { toExecution, type ExecutionRow } from './view.js';
 import { assess, recordAssessment } from '../cache/records.js';
 import { applyReuse } from '../cache/reuse.js';
@@ -192,11 +192,11 @@ export async function submitExecution(c: AppContext, id: string): Promise<Execut
     throw new ApiError('conflict', `execution ${id} is ${row.status} and cannot be submitted`, 'Create a new execution (or `rgrid retry`).');
   }
   const inputs = row.inputs as { path: string; sha256: string; size: number; encoding?: 'identity' | 'gzip' }[];
-  await confirmBlobs(c.get('db'), c.get('store'), accountId, [
+  const stored = await confirmBlobs(c.get('db'), c.get('store'), accountId, [
     { sha256: row.scriptSha256, size: row.scriptSize, label: `script ${row.scriptName}` },
     ...inputs.map((i) => ({ sha256: i.sha256, size: i.size, encoding: i.encoding, label: `input ${i.path}` })),
   ]);
-  const [job] = await enqueueJobs(c, [row]);
+  const [job] = await enqueueJobs([row], stored);
   const result = await dispatcherOf(c, row).enqueue([job!]);
   const refused = result.refused[0];
   if (refused) throw new ApiError('conflict', `execution ${id} is ${refused.status} and cannot be submitted`);
@@ -205,19 +205,13 @@ export async function submitExecution(c: AppContext, id: string): Promise<Execut
 
 /**
  * What the Dispatcher needs to hand these executions out without reading D1 again: the payload of
- * each, with the encodings its inputs are stored with and its result-cache key.
+ * each, with the encodings its inputs are stored with (`stored`: what confirmBlobs answered for
+ * the account's blobs just before) and its result-cache key.
  */
-export async function enqueueJobs(c: AppContext, rows: ExecutionRow[]): Promise<EnqueueJob[]> {
-  const byAccount = new Map<string, Map<string, 'identity' | 'gzip'>>();
-  for (const r of rows) {
-    if (byAccount.has(r.accountId)) continue;
-    const shas = rows.filter((x) => x.accountId === r.accountId).flatMap((x) => (x.inputs as InputFile[]).map((i) => i.sha256));
-    byAccount.set(r.accountId, await blobEncodings(c.get('db'), r.accountId, shas));
-  }
+export async function enqueueJobs(rows: ExecutionRow[], stored: Map<string, 'identity' | 'gzip'>): Promise<EnqueueJob[]> {
   return Promise.all(
     rows.map(async (r) => {
       const inputs = r.inputs as InputFile[];
-      const encodings = byAccount.get(r.accountId)!;
       const payload: JobPayload = {
         runtime: r.runtime as JobPayload['runtime'],
         script: { name: r.scriptName, sha256: r.scriptSha256, size: r.scriptSize },
@@ -225,7 +219,7 @@ export async function enqueueJobs(c: AppContext, rows: ExecutionRow[]): Promise<
         envKey: r.envKey,
         requirements: r.requirements,
         rebuildEnv: r.noCache,
-        inputs: inputs.map((i) => ({ ...i, encoding: encodings.get(i.sha256) ?? 'identity' })),
+        inputs: inputs.map((i) => ({ ...i, encoding: stored.get(i.sha256) ?? 'identity' })),
         remoteInputs: r.remoteInputs as JobPayload['remoteInputs'],
         args: r.args,
         env: r.env,

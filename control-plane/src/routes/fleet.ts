@@ -8,7 +8,7 @@ import { FleetPoolConfig, ReconcileRequest, type FleetPoolStatus, type FleetStat
 import { schema, type Db } from '../db/client.js';
 import { ApiError } from '../errors.js';
 import { readJson } from '../validate.js';
-import { poolStats } from '../dispatch/shards.js';
+import { poolShards, poolStats } from '../dispatch/shards.js';
 import { fleetContext } from '../fleet/check.js';
 import { reconcilePool } from '../fleet/reconcile.js';
 import { decisionView, getPoolEntry, latestDecisions, listPoolEntries, putPoolConfig, serverOfRunner, type PoolEntry } from '../fleet/store.js';
@@ -51,8 +51,7 @@ async function poolStatus(c: AppContext, db: Db, entry: PoolEntry): Promise<Flee
   const now = c.get('now')();
   const { pool } = entry;
   const configured = await db.select().from(schema.fleetPools).where(eq(schema.fleetPools.poolId, pool.id)).get();
-  const shards = (await db.select({ n: schema.pools.dispatchShards }).from(schema.pools).where(eq(schema.pools.id, pool.id)).get())?.n ?? 1;
-  const stats = await poolStats(c.env, pool.name, shards);
+  const stats = await poolStats(c.env, pool.name, await poolShards(c.env, pool.name));
   const s = schema.servers;
   const servers = await db
     .select()
