@@ -89,10 +89,11 @@ const staleError = (s: Stale) =>
 const notHere = (id: string) => new ApiError('not_found', `execution ${id} not found in this runner's pool`);
 const refusal = (id: string, r: Stale | NotHere) => (r.reason === 'stale' ? staleError(r) : notHere(id));
 
-const shardOf = (c: AppContext, shard: number) => {
+function checkShard(c: AppContext, shard: number): number {
   if (shard >= c.get('runner').shards) throw new ApiError('bad_request', `shard ${shard} does not exist in this pool`, 'Send back the shard the job was claimed with.');
-  return dispatcherAt(c.env, c.get('runner').poolName, shard);
-};
+  return shard;
+}
+const shardOf = (c: AppContext, shard: number) => dispatcherAt(c.env, c.get('runner').poolName, checkShard(c, shard));
 
 runnerRoutes.post('/claim', async (c) => {
   const body = await readJson(c, ClaimRequest);
@@ -149,7 +150,7 @@ runnerRoutes.post('/heartbeat', async (c) => {
   const home = homeShard(runner.shards, runner.runnerId);
   const byShard = new Map<number, { executionId: string; attempt: number }[]>([[home, []]]);
   for (const j of body.jobs) {
-    if (j.shard >= runner.shards) throw new ApiError('bad_request', `shard ${j.shard} does not exist in this pool`, 'Send back the shard the job was claimed with.');
+    checkShard(c, j.shard);
     (byShard.get(j.shard) ?? byShard.set(j.shard, []).get(j.shard)!).push({ executionId: j.executionId, attempt: j.attempt });
   }
   const answers = await Promise.all(
